@@ -1,0 +1,300 @@
+//! The builder that starts the writer, and the guard that flushes it.
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Sender;
+use sqlx::PgPool;
+use sqlx::postgres::PgConnectOptions;
+
+use crate::handle::Handle;
+use crate::provider::PostgresProvider;
+use crate::queue::{Queue, Shared, Stats};
+use crate::sanitize::TextLimits;
+use crate::writer::{self, Control, WriterConfig};
+
+/// Where the writer connects.
+#[derive(Debug, Clone)]
+enum Target {
+    Url(String),
+    Options(PgConnectOptions),
+}
+
+/// Builds a [`PostgresProvider`] and the [`WriterGuard`] of its background writer.
+///
+/// Building never touches the database: the writer connects in the background, and records
+/// are buffered (up to the queue's bounds) until it can write them.
+///
+/// ```no_run
+/// use std::time::Duration;
+/// let (provider, guard) = tracing_postgres::Builder::new("postgres://app@localhost/app")
+///     .queue_capacity(200_000)
+///     .flush_interval(Duration::from_millis(250))
+///     .build()
+///     .expect("valid configuration");
+/// # drop((provider, guard));
+/// ```
+#[derive(Debug, Clone)]
+pub struct Builder {
+    target: Target,
+    queue_capacity: usize,
+    max_queue_bytes: usize,
+    batch_size: usize,
+    flush_interval: Duration,
+    connections: u32,
+    limits: TextLimits,
+    shutdown_timeout: Duration,
+}
+
+/// Why [`Builder::build`] failed: only a bad configuration, never the database being down.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum BuildError {
+    /// The database URL could not be parsed.
+    InvalidUrl(sqlx::Error),
+    /// The writer thread could not be started.
+    Spawn(std::io::Error),
+}
+
+impl std::fmt::Display for BuildError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            // sqlx's parse errors do not echo the URL, so no password can leak through here.
+            BuildError::InvalidUrl(e) => write!(f, "invalid database URL: {e}"),
+            BuildError::Spawn(e) => write!(f, "cannot start the writer thread: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for BuildError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            BuildError::InvalidUrl(e) => Some(e),
+            BuildError::Spawn(e) => Some(e),
+        }
+    }
+}
+
+/// Default queue capacity: 262,144 records, over 50 s at 5,000 records/s.
+pub const DEFAULT_QUEUE_CAPACITY: usize = 1 << 18;
+/// Default byte budget of the queue: 256 MiB of queued records.
+pub const DEFAULT_MAX_QUEUE_BYTES: usize = 256 << 20;
+/// Default rows per batch.
+pub const DEFAULT_BATCH_SIZE: usize = 10_000;
+/// Default flush interval.
+pub const DEFAULT_FLUSH_INTERVAL: Duration = Duration::from_millis(500);
+/// Default time the guard's drop waits for the queue to be written.
+pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
+
+impl Builder {
+    /// Writes to the database at `url` (`postgres://user:password@host:port/db`).
+    pub fn new(url: impl Into<String>) -> Self {
+        Self::with_target(Target::Url(url.into()))
+    }
+
+    /// Writes to the database an existing pool connects to. The writer opens its own small
+    /// pool with the same options (on its own runtime, with statement logging off), so the
+    /// application's pool is never borrowed and never waits on the writer.
+    pub fn from_pool(pool: &PgPool) -> Self {
+        Self::from_options((*pool.connect_options()).clone())
+    }
+
+    /// Writes to the database these options describe.
+    pub fn from_options(options: PgConnectOptions) -> Self {
+        Self::with_target(Target::Options(options))
+    }
+
+    fn with_target(target: Target) -> Self {
+        Self {
+            target,
+            queue_capacity: DEFAULT_QUEUE_CAPACITY,
+            max_queue_bytes: DEFAULT_MAX_QUEUE_BYTES,
+            batch_size: DEFAULT_BATCH_SIZE,
+            flush_interval: DEFAULT_FLUSH_INTERVAL,
+            connections: 2,
+            limits: TextLimits::default(),
+            shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
+        }
+    }
+
+    /// Most records the queue holds; more are dropped and counted. Default
+    /// [`DEFAULT_QUEUE_CAPACITY`].
+    pub fn queue_capacity(mut self, records: usize) -> Self {
+        self.queue_capacity = records.max(1);
+        self
+    }
+
+    /// Most bytes (approximate) the queued records may hold; more are dropped and counted.
+    /// Default [`DEFAULT_MAX_QUEUE_BYTES`].
+    pub fn max_queue_bytes(mut self, bytes: usize) -> Self {
+        self.max_queue_bytes = bytes.max(1);
+        self
+    }
+
+    /// Rows per batch: a batch is written when it has this many rows or when the flush
+    /// interval passes, whichever comes first. Default [`DEFAULT_BATCH_SIZE`].
+    pub fn batch_size(mut self, rows: usize) -> Self {
+        self.batch_size = rows.max(1);
+        self
+    }
+
+    /// Longest time a record waits in the writer before its batch is written. Default
+    /// [`DEFAULT_FLUSH_INTERVAL`].
+    pub fn flush_interval(mut self, interval: Duration) -> Self {
+        self.flush_interval = interval;
+        self
+    }
+
+    /// Connections the writer may open. Default 2.
+    pub fn connections(mut self, n: u32) -> Self {
+        self.connections = n.max(1);
+        self
+    }
+
+    /// Text limits (error messages, previews, labels, JSON depth).
+    pub fn text_limits(mut self, limits: TextLimits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// How long the guard's drop waits for queued records to be written. Default
+    /// [`DEFAULT_SHUTDOWN_TIMEOUT`].
+    pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
+        self.shutdown_timeout = timeout;
+        self
+    }
+
+    /// Starts the writer and returns the provider and the writer's guard.
+    ///
+    /// Keep the guard alive as long as records should be written: its drop flushes the queue
+    /// and stops the writer. Binding it to `_` drops it at once (bind it to `_guard`).
+    pub fn build(self) -> Result<(PostgresProvider, WriterGuard), BuildError> {
+        let connect = match self.target {
+            Target::Url(url) => PgConnectOptions::from_str(&url).map_err(BuildError::InvalidUrl)?,
+            Target::Options(o) => o,
+        }
+        .application_name("tracing-postgres");
+        let (tx, rx) = crossbeam_channel::bounded(self.queue_capacity);
+        let (control_tx, control_rx) = crossbeam_channel::unbounded();
+        let shared = Arc::new(Shared::default());
+        let config = WriterConfig {
+            connect,
+            connections: self.connections,
+            batch_size: self.batch_size,
+            flush_interval: self.flush_interval,
+        };
+        let thread = writer::spawn(config, rx, control_rx, Arc::clone(&shared))
+            .map_err(BuildError::Spawn)?;
+        let handle = Arc::new(Handle {
+            queue: Queue::new(tx, self.max_queue_bytes, Arc::clone(&shared)),
+            limits: self.limits,
+        });
+        let guard = WriterGuard {
+            control: control_tx,
+            shared,
+            thread: Some(thread),
+            timeout: self.shutdown_timeout,
+        };
+        Ok((PostgresProvider { handle }, guard))
+    }
+}
+
+/// What a shutdown wrote and lost.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ShutdownReport {
+    /// Records written over the writer's life.
+    pub written: u64,
+    /// Records dropped over the writer's life (queue full, after shutdown, or unwritten when
+    /// the deadline passed).
+    pub dropped: u64,
+    /// Records the database refused.
+    pub refused: u64,
+    /// Records rejected before queueing.
+    pub rejected: u64,
+    /// Whether everything queued was written (or refused) before the deadline.
+    pub complete: bool,
+    /// The counters at the end.
+    pub stats: Stats,
+}
+
+/// Keeps the writer running; dropping it writes what is queued (within the builder's shutdown
+/// timeout) and stops the writer.
+///
+/// Bind it to a named variable for the life of the program (`let _guard = ...`): a guard
+/// bound to `_` is dropped at once, and the writer stops before anything is recorded.
+#[derive(Debug)]
+#[must_use = "dropping the guard stops the writer: bind it to a variable such as `_guard`"]
+pub struct WriterGuard {
+    control: Sender<Control>,
+    shared: Arc<Shared>,
+    thread: Option<JoinHandle<()>>,
+    timeout: Duration,
+}
+
+impl WriterGuard {
+    /// The writer's counters now.
+    pub fn stats(&self) -> Stats {
+        self.shared.counters.snapshot()
+    }
+
+    /// Writes everything queued before this call, waiting at most `timeout`. Returns `true`
+    /// when it was written (or refused) in time.
+    pub fn flush(&self, timeout: Duration) -> bool {
+        let (done_tx, done_rx) = crossbeam_channel::bounded(1);
+        if self.control.send(Control::Flush(done_tx)).is_err() {
+            return false;
+        }
+        done_rx.recv_timeout(timeout).is_ok()
+    }
+
+    /// Writes everything queued, waiting at most `timeout`, stops the writer and reports what
+    /// was written and what was dropped. Records still unwritten at the deadline are counted
+    /// as dropped.
+    pub fn shutdown(mut self, timeout: Duration) -> ShutdownReport {
+        self.stop(timeout)
+    }
+
+    fn stop(&mut self, timeout: Duration) -> ShutdownReport {
+        let Some(thread) = self.thread.take() else {
+            return self.report(true);
+        };
+        let deadline = Instant::now() + timeout;
+        let _ = self.shared.shutdown_deadline.set(deadline);
+        let (done_tx, done_rx) = crossbeam_channel::bounded(1);
+        let answered = self.control.send(Control::Shutdown(done_tx)).is_ok()
+            // A little past the deadline: the writer gives up on its own at the deadline.
+            && done_rx.recv_timeout(timeout + Duration::from_millis(200)).is_ok();
+        if answered {
+            // The writer answered and is returning; joining cannot wait on the database.
+            let _ = thread.join();
+        }
+        // Otherwise the writer is stuck past its deadline: leave it detached rather than
+        // block the application, and count what it still holds as dropped.
+        self.report(answered)
+    }
+
+    fn report(&self, answered: bool) -> ShutdownReport {
+        let stats = self.shared.counters.snapshot();
+        let unaccounted = stats.pending();
+        ShutdownReport {
+            written: stats.written,
+            dropped: stats.dropped() + unaccounted,
+            refused: stats.refused,
+            rejected: stats.rejected,
+            complete: answered && unaccounted == 0,
+            stats,
+        }
+    }
+}
+
+impl Drop for WriterGuard {
+    fn drop(&mut self) {
+        if self.thread.is_some() {
+            let timeout = self.timeout;
+            self.stop(timeout);
+        }
+    }
+}

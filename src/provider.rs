@@ -1,0 +1,593 @@
+//! The explicit provider interface of the spec and its PostgreSQL implementation.
+//!
+//! Every method builds a row on the caller's thread and queues it: nothing waits on the
+//! database, nothing returns an error, nothing panics. Invalid input is either stored sanitised
+//! or refused with a counted reason (see [`Stats::rejected`](crate::Stats::rejected)).
+
+use std::sync::Arc;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use rust_decimal::Decimal;
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::context::{OpenSpan, SpanId, TraceContext, TraceHeader};
+use crate::handle::Handle;
+use crate::record::{
+    ChatMessageRow, ChatRole, Citation, DocumentEventRow, DocumentEventStatus, DocumentEventType,
+    DocumentMetrics, LlmMetrics, OperationType, Outcome, Record, Source, SpanMetrics, SpanRow,
+    SpanType, Status, TraceRow, cost_to_micros,
+};
+use crate::sanitize::{clean_json, clean_opt, clean_owned, clean_text};
+
+/// The provider interface of the spec: seven fire-and-forget calls plus `name` and `enabled`.
+///
+/// Implementations must return at once, never return an error and never panic.
+pub trait ObservabilityProvider: Send + Sync {
+    /// The provider's name, such as `"postgresql"`.
+    fn name(&self) -> &str;
+
+    /// Whether the provider records anything.
+    fn enabled(&self) -> bool;
+
+    /// Starts the trace `ctx.trace_id`. Its row is visible as `in_progress` within one flush
+    /// interval.
+    fn start_trace(
+        &self,
+        ctx: &TraceContext,
+        name: &str,
+        operation_type: OperationType,
+        metadata: Option<Value>,
+    );
+
+    /// Ends the trace: fills `duration_ms` from its start and its token and cost totals from
+    /// its spans, unless `totals` gives them.
+    fn end_trace(&self, ctx: &TraceContext, outcome: Outcome, totals: TraceTotals);
+
+    /// Starts a span, a child of `ctx.span_id` (or a root span of the trace), and returns its
+    /// id at once. Its row is visible as `in_progress` within one flush interval.
+    fn start_span(
+        &self,
+        ctx: &TraceContext,
+        name: &str,
+        span_type: SpanType,
+        metadata: Option<Value>,
+    ) -> SpanId;
+
+    /// Ends a span started with [`start_span`](Self::start_span) in the same trace.
+    fn end_span(&self, ctx: &TraceContext, span_id: SpanId, end: SpanEnd);
+
+    /// Records a finished language model call as an `llm` span, a child of `ctx.span_id`, and
+    /// returns its id.
+    fn log_llm_call(&self, ctx: &TraceContext, call: LlmCall) -> SpanId;
+
+    /// Records a chat message. Refused (and counted) unless the context has a session, a user
+    /// and a kb id.
+    fn log_chat_message(&self, ctx: &TraceContext, message: ChatMessage);
+
+    /// Records a step of document ingestion.
+    fn log_document_event(&self, ctx: &TraceContext, event: DocumentEvent);
+}
+
+/// Totals given to [`end_trace`](ObservabilityProvider::end_trace); a `None` is computed from
+/// the trace's spans.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TraceTotals {
+    /// Prompt tokens of the whole trace.
+    pub prompt_tokens: Option<i64>,
+    /// Completion tokens of the whole trace.
+    pub completion_tokens: Option<i64>,
+    /// Cost of the whole trace in US dollars.
+    pub total_cost_usd: Option<Decimal>,
+}
+
+/// How a span ended, for [`end_span`](ObservabilityProvider::end_span).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SpanEnd {
+    /// Status and error.
+    pub outcome: Outcome,
+    /// Duration; computed from the span's start when `None`.
+    pub duration_ms: Option<f64>,
+    /// Type-specific metrics.
+    pub metrics: SpanMetrics,
+    /// The start of the input (cut to the preview limit).
+    pub input_preview: Option<String>,
+    /// The start of the output (cut to the preview limit).
+    pub output_preview: Option<String>,
+    /// More metadata, merged over the metadata given at the start.
+    pub metadata: Option<Value>,
+}
+
+/// A finished language model call, for [`log_llm_call`](ObservabilityProvider::log_llm_call).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LlmCall {
+    /// The span's name; `"llm_call"` when `None`.
+    pub name: Option<String>,
+    /// Model, tokens, cost and temperature.
+    pub metrics: LlmMetrics,
+    /// How long the call took; the span starts that long before now.
+    pub latency_ms: Option<f64>,
+    /// The start of the prompt.
+    pub input_preview: Option<String>,
+    /// The start of the answer.
+    pub output_preview: Option<String>,
+    /// Status and error.
+    pub outcome: Outcome,
+    /// Anything else worth keeping.
+    pub metadata: Option<Value>,
+}
+
+/// A chat message, for [`log_chat_message`](ObservabilityProvider::log_chat_message).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChatMessage {
+    /// Who wrote it.
+    pub role: ChatRole,
+    /// Its text.
+    pub content: String,
+    /// Its position in the session.
+    pub turn_number: Option<i32>,
+    /// The sources an answer drew on.
+    pub sources: Vec<Source>,
+    /// The citations in an answer.
+    pub citations: Vec<Citation>,
+    /// Prompt tokens spent on it.
+    pub prompt_tokens: Option<i64>,
+    /// Completion tokens spent on it.
+    pub completion_tokens: Option<i64>,
+    /// Time to answer.
+    pub response_time_ms: Option<f64>,
+}
+
+impl ChatMessage {
+    /// A message with the given role and text and nothing else.
+    pub fn new(role: ChatRole, content: impl Into<String>) -> Self {
+        Self {
+            role,
+            content: content.into(),
+            turn_number: None,
+            sources: Vec::new(),
+            citations: Vec::new(),
+            prompt_tokens: None,
+            completion_tokens: None,
+            response_time_ms: None,
+        }
+    }
+}
+
+/// A step of document ingestion, for
+/// [`log_document_event`](ObservabilityProvider::log_document_event).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DocumentEvent {
+    /// The document.
+    pub document_id: Uuid,
+    /// The step.
+    pub event_type: DocumentEventType,
+    /// Its outcome.
+    pub status: DocumentEventStatus,
+    /// How long it took; the event starts that long before now.
+    pub duration_ms: Option<f64>,
+    /// The error's type, for a failed step.
+    pub error_type: Option<String>,
+    /// The error's message, for a failed step.
+    pub error_message: Option<String>,
+    /// Whether a failed step can be retried.
+    pub retryable: Option<bool>,
+    /// How many times the step was retried.
+    pub retry_count: Option<i32>,
+    /// Step-specific metrics.
+    pub metrics: DocumentMetrics,
+    /// Anything else worth keeping.
+    pub metadata: Option<Value>,
+}
+
+impl DocumentEvent {
+    /// An event of the given document, step and status and nothing else.
+    pub fn new(document_id: Uuid, event_type: DocumentEventType, status: DocumentEventStatus) -> Self {
+        Self {
+            document_id,
+            event_type,
+            status,
+            duration_ms: None,
+            error_type: None,
+            error_message: None,
+            retryable: None,
+            retry_count: None,
+            metrics: DocumentMetrics::None,
+            metadata: None,
+        }
+    }
+}
+
+/// The PostgreSQL provider: queues rows for the background writer.
+///
+/// Cheap to clone (one reference count); every clone feeds the same queue. Made by
+/// [`Builder::build`](crate::Builder::build).
+#[derive(Debug, Clone)]
+pub struct PostgresProvider {
+    pub(crate) handle: Arc<Handle>,
+}
+
+/// A non-negative count, or `None`.
+fn count(v: Option<i64>) -> Option<i64> {
+    v.filter(|n| *n >= 0)
+}
+
+fn count32(v: Option<i32>) -> Option<i32> {
+    v.filter(|n| *n >= 0)
+}
+
+/// A finite number, or `None`.
+fn finite(v: Option<f64>) -> Option<f64> {
+    v.filter(|x| x.is_finite())
+}
+
+fn millis_between(start: DateTime<Utc>, end: DateTime<Utc>) -> f64 {
+    (end - start).num_microseconds().map_or(0.0, |us| us as f64 / 1000.0)
+}
+
+fn back_from(now: DateTime<Utc>, ms: Option<f64>) -> DateTime<Utc> {
+    match ms {
+        Some(ms) if ms > 0.0 && ms < 1e12 => now - TimeDelta::microseconds((ms * 1000.0) as i64),
+        _ => now,
+    }
+}
+
+/// Shallow merge of two JSON objects (`extra` wins); anything that is not an object is kept
+/// under the key `"value"`.
+fn merge_metadata(base: Value, extra: Option<Value>) -> Value {
+    let as_object = |v: Value| match v {
+        Value::Object(m) => m,
+        Value::Null => serde_json::Map::new(),
+        other => serde_json::Map::from_iter([("value".to_owned(), other)]),
+    };
+    match extra {
+        None => Value::Object(as_object(base)),
+        Some(extra) => {
+            let mut m = as_object(base);
+            m.extend(as_object(extra));
+            Value::Object(m)
+        }
+    }
+}
+
+impl PostgresProvider {
+    fn limits(&self) -> &crate::sanitize::TextLimits {
+        &self.handle.limits
+    }
+
+    fn label(&self, s: &str) -> String {
+        clean_text(s, self.limits().label)
+    }
+
+    fn metadata(&self, v: Option<Value>) -> Value {
+        match v {
+            None => Value::Object(serde_json::Map::new()),
+            Some(v) => merge_metadata(clean_json(v, self.limits().json_depth), None),
+        }
+    }
+
+    fn push(&self, record: Record) {
+        self.handle.queue.push(record);
+    }
+
+    /// Fills a span row's type-specific columns and previews, and adds its usage to the trace.
+    fn apply_metrics(&self, ctx: &TraceContext, row: &mut SpanRow, metrics: SpanMetrics) {
+        let l = *self.limits();
+        match metrics {
+            SpanMetrics::None => {}
+            SpanMetrics::Llm(m) => {
+                row.model = m.model.map(|s| clean_text(&s, l.label));
+                row.prompt_tokens = count(m.prompt_tokens);
+                row.completion_tokens = count(m.completion_tokens);
+                row.cost_micros = m.cost_usd.and_then(cost_to_micros);
+                row.cost_source = row.cost_micros.map(|_| "given");
+                row.temperature = finite(m.temperature);
+                ctx.state
+                    .totals
+                    .add(row.prompt_tokens, row.completion_tokens, row.cost_micros);
+            }
+            SpanMetrics::Embedding(m) => {
+                row.embedding_model = m.model.map(|s| clean_text(&s, l.label));
+                row.vector_count = count(m.vector_count);
+                row.vector_dimensions = count32(m.vector_dimensions);
+            }
+            SpanMetrics::Retrieval(m) => {
+                row.query_text = clean_opt(m.query_text, l.content);
+                row.result_count = count32(m.result_count);
+                row.top_score = finite(m.top_score);
+            }
+            SpanMetrics::Parse(m) => {
+                row.file_type = m.file_type.map(|s| clean_text(&s, l.label));
+                row.file_size_bytes = count(m.file_size_bytes);
+                row.page_count = count32(m.page_count);
+            }
+            SpanMetrics::Chunk(m) => {
+                row.chunk_count = count32(m.chunk_count);
+                row.chunk_strategy = m.chunk_strategy.map(|s| clean_text(&s, l.label));
+            }
+            SpanMetrics::Index(m) => {
+                row.vectors_upserted = count(m.vectors_upserted);
+                row.collection_name = m.collection_name.map(|s| clean_text(&s, l.label));
+            }
+        }
+    }
+
+    fn apply_outcome(&self, outcome: Outcome) -> (Status, Option<String>, Option<String>) {
+        let status = match outcome.status {
+            Status::InProgress => Status::Success,
+            s => s,
+        };
+        (
+            status,
+            outcome.error_type.map(|s| clean_text(&s, self.limits().label)),
+            clean_opt(outcome.error_message, self.limits().error_message),
+        )
+    }
+}
+
+impl ObservabilityProvider for PostgresProvider {
+    fn name(&self) -> &str {
+        "postgresql"
+    }
+
+    fn enabled(&self) -> bool {
+        true
+    }
+
+    fn start_trace(
+        &self,
+        ctx: &TraceContext,
+        name: &str,
+        operation_type: OperationType,
+        metadata: Option<Value>,
+    ) {
+        let header = TraceHeader {
+            name: self.label(name),
+            operation_type,
+            started_at: Utc::now(),
+            metadata: self.metadata(metadata),
+        };
+        let row = trace_row(ctx, &header, self.limits().label);
+        if let Ok(mut h) = ctx.state.header.lock() {
+            *h = Some(header);
+        }
+        self.push(Record::Trace(Box::new(row)));
+    }
+
+    fn end_trace(&self, ctx: &TraceContext, outcome: Outcome, totals: TraceTotals) {
+        let header = ctx
+            .state
+            .header
+            .lock()
+            .ok()
+            .and_then(|h| h.clone())
+            .unwrap_or_else(|| TraceHeader {
+                // end_trace without start_trace: the trace id's own timestamp is its start.
+                name: "trace".to_owned(),
+                operation_type: OperationType::Custom("unknown".to_owned()),
+                started_at: uuid_time(ctx.trace_id.as_uuid()).unwrap_or_else(Utc::now),
+                metadata: Value::Object(serde_json::Map::new()),
+            });
+        let now = Utc::now();
+        let mut row = trace_row(ctx, &header, self.limits().label);
+        let (status, error_type, error_message) = self.apply_outcome(outcome);
+        let (prompt, completion, cost) = ctx.state.totals.snapshot();
+        row.ended_at = Some(now);
+        row.duration_ms = Some(millis_between(header.started_at, now));
+        row.status = status;
+        row.error_type = error_type;
+        row.error_message = error_message;
+        row.prompt_tokens = count(totals.prompt_tokens).or(Some(prompt));
+        row.completion_tokens = count(totals.completion_tokens).or(Some(completion));
+        row.total_tokens = Some(row.prompt_tokens.unwrap_or(0).saturating_add(row.completion_tokens.unwrap_or(0)));
+        row.total_cost_micros = match totals.total_cost_usd {
+            Some(c) => cost_to_micros(c),
+            None => cost,
+        };
+        self.push(Record::Trace(Box::new(row)));
+    }
+
+    fn start_span(
+        &self,
+        ctx: &TraceContext,
+        name: &str,
+        span_type: SpanType,
+        metadata: Option<Value>,
+    ) -> SpanId {
+        let id = SpanId::new();
+        let open = OpenSpan {
+            name: self.label(name),
+            span_type,
+            parent_span_id: ctx.span_id.map(|s| s.as_uuid()),
+            started_at: Utc::now(),
+            metadata: self.metadata(metadata),
+        };
+        let row = span_row(ctx, id, &open);
+        if let Ok(mut spans) = ctx.state.open_spans.lock() {
+            spans.insert(id.as_uuid(), open);
+        }
+        self.push(Record::Span(Box::new(row)));
+        id
+    }
+
+    fn end_span(&self, ctx: &TraceContext, span_id: SpanId, end: SpanEnd) {
+        let open = ctx
+            .state
+            .open_spans
+            .lock()
+            .ok()
+            .and_then(|mut spans| spans.remove(&span_id.as_uuid()));
+        let Some(open) = open else {
+            self.handle
+                .queue
+                .reject("end_span: span id not started with this trace context (or ended twice)");
+            return;
+        };
+        let now = Utc::now();
+        let mut row = span_row(ctx, span_id, &open);
+        let (status, error_type, error_message) = self.apply_outcome(end.outcome);
+        row.ended_at = Some(now);
+        row.duration_ms = finite(end.duration_ms)
+            .filter(|d| *d >= 0.0)
+            .or(Some(millis_between(open.started_at, now)));
+        row.status = Some(status);
+        row.error_type = error_type;
+        row.error_message = error_message;
+        row.input_preview = clean_opt(end.input_preview, self.limits().preview);
+        row.output_preview = clean_opt(end.output_preview, self.limits().preview);
+        if end.metadata.is_some() {
+            row.metadata = merge_metadata(row.metadata, Some(self.metadata(end.metadata)));
+        }
+        self.apply_metrics(ctx, &mut row, end.metrics);
+        self.push(Record::Span(Box::new(row)));
+    }
+
+    fn log_llm_call(&self, ctx: &TraceContext, call: LlmCall) -> SpanId {
+        let id = SpanId::new();
+        let now = Utc::now();
+        let latency = finite(call.latency_ms).filter(|d| *d >= 0.0);
+        let open = OpenSpan {
+            name: call.name.map_or_else(|| "llm_call".to_owned(), |n| self.label(&n)),
+            span_type: SpanType::Llm,
+            parent_span_id: ctx.span_id.map(|s| s.as_uuid()),
+            started_at: back_from(now, latency),
+            metadata: self.metadata(call.metadata),
+        };
+        let mut row = span_row(ctx, id, &open);
+        let (status, error_type, error_message) = self.apply_outcome(call.outcome);
+        row.ended_at = Some(now);
+        row.duration_ms = latency.or(Some(0.0));
+        row.status = Some(status);
+        row.error_type = error_type;
+        row.error_message = error_message;
+        row.input_preview = clean_opt(call.input_preview, self.limits().preview);
+        row.output_preview = clean_opt(call.output_preview, self.limits().preview);
+        self.apply_metrics(ctx, &mut row, SpanMetrics::Llm(call.metrics));
+        self.push(Record::Span(Box::new(row)));
+        id
+    }
+
+    fn log_chat_message(&self, ctx: &TraceContext, message: ChatMessage) {
+        let (Some(session_id), Some(user_id), Some(kb_id)) =
+            (ctx.session_id.as_deref(), ctx.user_id, ctx.kb_id)
+        else {
+            self.handle
+                .queue
+                .reject("log_chat_message: the context needs a session id, a user id and a kb id");
+            return;
+        };
+        let l = *self.limits();
+        let to_json = |v: Result<Value, serde_json::Error>| {
+            v.map(|v| clean_json(v, l.json_depth)).unwrap_or(Value::Array(Vec::new()))
+        };
+        let row = ChatMessageRow {
+            id: Uuid::now_v7(),
+            trace_id: ctx.trace_id.as_uuid(),
+            span_id: ctx.span_id.map(|s| s.as_uuid()),
+            session_id: clean_text(session_id, l.label),
+            user_id,
+            kb_id,
+            role: clean_text(message.role.as_str(), l.label),
+            content: clean_owned(message.content, l.content),
+            turn_number: count32(message.turn_number),
+            sources: to_json(serde_json::to_value(&message.sources)),
+            citations: to_json(serde_json::to_value(&message.citations)),
+            prompt_tokens: count(message.prompt_tokens),
+            completion_tokens: count(message.completion_tokens),
+            response_time_ms: finite(message.response_time_ms).filter(|d| *d >= 0.0),
+            created_at: Utc::now(),
+        };
+        self.push(Record::Chat(Box::new(row)));
+    }
+
+    fn log_document_event(&self, ctx: &TraceContext, event: DocumentEvent) {
+        let l = *self.limits();
+        let now = Utc::now();
+        let duration = finite(event.duration_ms).filter(|d| *d >= 0.0);
+        let finished = !matches!(event.status, DocumentEventStatus::Started);
+        let mut row = DocumentEventRow {
+            id: Uuid::now_v7(),
+            trace_id: ctx.trace_id.as_uuid(),
+            span_id: ctx.span_id.map(|s| s.as_uuid()),
+            document_id: event.document_id,
+            kb_id: ctx.kb_id,
+            event_type: clean_text(event.event_type.as_str(), l.label),
+            status: event.status.as_str().to_owned(),
+            started_at: if finished { back_from(now, duration) } else { now },
+            completed_at: finished.then_some(now),
+            duration_ms: duration,
+            error_type: event.error_type.map(|s| clean_text(&s, l.label)),
+            error_message: clean_opt(event.error_message, l.error_message),
+            retryable: event.retryable,
+            retry_count: count32(event.retry_count),
+            metadata: self.metadata(event.metadata),
+            ..DocumentEventRow::default()
+        };
+        match event.metrics {
+            DocumentMetrics::None => {}
+            DocumentMetrics::Parse(m) => {
+                row.extracted_pages = count32(m.extracted_pages);
+                row.extracted_chars = count(m.extracted_chars);
+                row.tables_found = count32(m.tables_found);
+                row.images_found = count32(m.images_found);
+            }
+            DocumentMetrics::Chunk(m) => {
+                row.chunks_created = count32(m.chunks_created);
+                row.avg_chunk_size = count32(m.avg_chunk_size);
+            }
+            DocumentMetrics::Embed(m) => {
+                row.vectors_generated = count(m.vectors_generated);
+                row.embedding_model = m.embedding_model.map(|s| clean_text(&s, l.label));
+            }
+            DocumentMetrics::Index(m) => {
+                row.vectors_upserted = count(m.vectors_upserted);
+                row.collection_name = m.collection_name.map(|s| clean_text(&s, l.label));
+            }
+        }
+        self.push(Record::Document(Box::new(row)));
+    }
+}
+
+/// The start row of a trace.
+fn trace_row(ctx: &TraceContext, header: &TraceHeader, label: usize) -> TraceRow {
+    TraceRow {
+        id: ctx.trace_id.as_uuid(),
+        name: header.name.clone(),
+        operation_type: clean_text(header.operation_type.as_str(), label),
+        user_id: ctx.user_id,
+        session_id: ctx.session_id.as_deref().map(|s| clean_text(s, label)),
+        kb_id: ctx.kb_id,
+        started_at: header.started_at,
+        ended_at: None,
+        duration_ms: None,
+        status: Status::InProgress,
+        error_type: None,
+        error_message: None,
+        prompt_tokens: None,
+        completion_tokens: None,
+        total_tokens: None,
+        total_cost_micros: None,
+        metadata: header.metadata.clone(),
+    }
+}
+
+/// The start row of a span.
+fn span_row(ctx: &TraceContext, id: SpanId, open: &OpenSpan) -> SpanRow {
+    SpanRow {
+        id: id.as_uuid(),
+        trace_id: ctx.trace_id.as_uuid(),
+        parent_span_id: open.parent_span_id,
+        name: open.name.clone(),
+        span_type: open.span_type.as_str().to_owned(),
+        started_at: open.started_at,
+        status: Some(Status::InProgress),
+        metadata: open.metadata.clone(),
+        ..SpanRow::default()
+    }
+}
+
+/// The creation time a UUIDv7 carries.
+fn uuid_time(id: Uuid) -> Option<DateTime<Utc>> {
+    let (secs, nanos) = id.get_timestamp()?.to_unix();
+    DateTime::from_timestamp(i64::try_from(secs).ok()?, nanos)
+}

@@ -1,0 +1,119 @@
+//! A batch of queued records grouped by table, with a span's or trace's start and end merged
+//! into one row when both are in the batch.
+
+use std::collections::HashMap;
+
+use uuid::Uuid;
+
+use crate::record::{ChatMessageRow, DocumentEventRow, Record, SpanRow, TraceRow};
+
+/// One row of a batch.
+#[derive(Debug)]
+pub(crate) struct Entry<T> {
+    pub row: T,
+    /// Records this row stands for: 2 when a start and its end were merged.
+    pub records: u32,
+    /// `true` when no earlier batch can have stored a row with this key, so a plain `COPY` into
+    /// the table is safe; `false` for an end whose start went out in an earlier batch.
+    pub fresh: bool,
+}
+
+impl<T> Entry<T> {
+    fn new(row: T, fresh: bool) -> Self {
+        Self { row, records: 1, fresh }
+    }
+}
+
+/// Rows waiting to be written, by table.
+#[derive(Debug, Default)]
+pub(crate) struct Batch {
+    pub traces: Vec<Entry<TraceRow>>,
+    pub spans: Vec<Entry<SpanRow>>,
+    pub chats: Vec<Entry<ChatMessageRow>>,
+    pub docs: Vec<Entry<DocumentEventRow>>,
+    /// Where each start row of this batch sits, so its end can replace it.
+    trace_starts: HashMap<Uuid, usize>,
+    span_starts: HashMap<Uuid, usize>,
+    /// Records taken from the queue into this batch.
+    pub records: u64,
+    /// Their bytes as counted against the queue's budget.
+    pub bytes: usize,
+}
+
+impl Batch {
+    /// Adds a record taken from the queue.
+    pub fn push(&mut self, record: Record, bytes: usize) {
+        self.records += 1;
+        self.bytes += bytes;
+        match record {
+            Record::Trace(row) => {
+                merge(&mut self.traces, &mut self.trace_starts, *row, |r| (r.id, r.is_start()))
+            }
+            Record::Span(row) => {
+                merge(&mut self.spans, &mut self.span_starts, *row, |r| (r.id, r.is_start()))
+            }
+            Record::Chat(row) => self.chats.push(Entry::new(*row, true)),
+            Record::Document(row) => self.docs.push(Entry::new(*row, true)),
+        }
+    }
+
+    /// Rows in the batch (after merging).
+    pub fn rows(&self) -> usize {
+        self.traces.len() + self.spans.len() + self.chats.len() + self.docs.len()
+    }
+
+    /// `true` when the batch holds no row.
+    pub fn is_empty(&self) -> bool {
+        self.rows() == 0
+    }
+
+    /// Records the rows stand for.
+    pub fn record_count(&self) -> u64 {
+        fn sum<T>(v: &[Entry<T>]) -> u64 {
+            v.iter().map(|e| u64::from(e.records)).sum()
+        }
+        sum(&self.traces) + sum(&self.spans) + sum(&self.chats) + sum(&self.docs)
+    }
+
+    /// Splits the rows into two batches of about half the rows each, to find a row the database
+    /// refuses without giving up its neighbours.
+    pub fn split(mut self) -> (Batch, Batch) {
+        let mut left = Batch::default();
+        let mut want = self.rows() / 2;
+        fn take<T>(from: &mut Vec<Entry<T>>, to: &mut Vec<Entry<T>>, want: &mut usize) {
+            let n = (*want).min(from.len());
+            to.extend(from.drain(..n));
+            *want -= n;
+        }
+        take(&mut self.traces, &mut left.traces, &mut want);
+        take(&mut self.spans, &mut left.spans, &mut want);
+        take(&mut self.chats, &mut left.chats, &mut want);
+        take(&mut self.docs, &mut left.docs, &mut want);
+        left.records = left.record_count();
+        self.records = self.record_count();
+        self.trace_starts.clear();
+        self.span_starts.clear();
+        (left, self)
+    }
+}
+
+/// Adds a trace or span row: a start is remembered; an end replaces its start when the start is
+/// in this batch, and otherwise goes out as an upsert.
+fn merge<T>(
+    rows: &mut Vec<Entry<T>>,
+    starts: &mut HashMap<Uuid, usize>,
+    row: T,
+    key: impl Fn(&T) -> (Uuid, bool),
+) {
+    let (id, is_start) = key(&row);
+    if is_start {
+        starts.insert(id, rows.len());
+        rows.push(Entry::new(row, true));
+    } else if let Some(i) = starts.remove(&id) {
+        let entry = &mut rows[i];
+        entry.row = row;
+        entry.records += 1;
+    } else {
+        rows.push(Entry::new(row, false));
+    }
+}

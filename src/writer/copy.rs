@@ -1,0 +1,194 @@
+//! PostgreSQL's binary `COPY` format, written by hand for the four tables' column types.
+//!
+//! Binary COPY costs the server about half the CPU of `INSERT ... SELECT FROM UNNEST` and needs
+//! no escaping of tabs, newlines, backslashes or `\.` lines, so text cannot break the stream.
+//! Layout: a header, then per row a 16-bit field count and per field a 32-bit length (-1 for
+//! NULL) and the value in network byte order, then a 16-bit -1 trailer.
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use uuid::Uuid;
+
+/// Microseconds from the Unix epoch to PostgreSQL's epoch, 2000-01-01.
+const PG_EPOCH_OFFSET_US: i64 = 946_684_800_000_000;
+
+/// A binary COPY stream being built in memory.
+#[derive(Debug, Default)]
+pub(crate) struct CopyEncoder {
+    buf: Vec<u8>,
+}
+
+/// A row type that can be written with binary COPY.
+pub(crate) trait CopyRow {
+    /// The columns `encode` writes, in order.
+    const COLUMNS: &'static [&'static str];
+    /// Writes the row's fields (the field count is written by the caller).
+    fn encode(&self, enc: &mut CopyEncoder);
+}
+
+impl CopyEncoder {
+    /// A stream with its header written.
+    pub fn new() -> Self {
+        let mut buf = Vec::with_capacity(64 * 1024);
+        buf.extend_from_slice(b"PGCOPY\n\xff\r\n\0");
+        buf.extend_from_slice(&0i32.to_be_bytes()); // flags
+        buf.extend_from_slice(&0i32.to_be_bytes()); // header extension length
+        Self { buf }
+    }
+
+    /// Appends one row.
+    pub fn row<R: CopyRow>(&mut self, row: &R) {
+        self.buf.extend_from_slice(&(R::COLUMNS.len() as i16).to_be_bytes());
+        row.encode(self);
+    }
+
+    /// Writes the trailer and returns the bytes.
+    pub fn finish(mut self) -> Vec<u8> {
+        self.buf.extend_from_slice(&(-1i16).to_be_bytes());
+        self.buf
+    }
+
+    fn null(&mut self) {
+        self.buf.extend_from_slice(&(-1i32).to_be_bytes());
+    }
+
+    fn field(&mut self, bytes: &[u8]) {
+        // Field lengths are i32; our texts are capped far below 2 GiB by the sanitiser, but a
+        // value that still does not fit is written as NULL rather than corrupting the stream.
+        match i32::try_from(bytes.len()) {
+            Ok(len) => {
+                self.buf.extend_from_slice(&len.to_be_bytes());
+                self.buf.extend_from_slice(bytes);
+            }
+            Err(_) => self.null(),
+        }
+    }
+
+    pub fn uuid(&mut self, v: Uuid) {
+        self.field(v.as_bytes());
+    }
+
+    pub fn opt_uuid(&mut self, v: Option<Uuid>) {
+        match v {
+            Some(v) => self.uuid(v),
+            None => self.null(),
+        }
+    }
+
+    pub fn text(&mut self, v: &str) {
+        self.field(v.as_bytes());
+    }
+
+    pub fn opt_text(&mut self, v: Option<&str>) {
+        match v {
+            Some(v) => self.text(v),
+            None => self.null(),
+        }
+    }
+
+    pub fn ts(&mut self, v: DateTime<Utc>) {
+        let us = v.timestamp_micros().saturating_sub(PG_EPOCH_OFFSET_US);
+        self.field(&us.to_be_bytes());
+    }
+
+    pub fn opt_ts(&mut self, v: Option<DateTime<Utc>>) {
+        match v {
+            Some(v) => self.ts(v),
+            None => self.null(),
+        }
+    }
+
+    pub fn opt_i32(&mut self, v: Option<i32>) {
+        match v {
+            Some(v) => self.field(&v.to_be_bytes()),
+            None => self.null(),
+        }
+    }
+
+    pub fn opt_i64(&mut self, v: Option<i64>) {
+        match v {
+            Some(v) => self.field(&v.to_be_bytes()),
+            None => self.null(),
+        }
+    }
+
+    pub fn opt_f64(&mut self, v: Option<f64>) {
+        match v {
+            Some(v) => self.field(&v.to_bits().to_be_bytes()),
+            None => self.null(),
+        }
+    }
+
+    pub fn opt_bool(&mut self, v: Option<bool>) {
+        match v {
+            Some(v) => self.field(&[u8::from(v)]),
+            None => self.null(),
+        }
+    }
+
+    /// A `jsonb` value: a version byte, then the JSON text. `Null` becomes `default`.
+    pub fn jsonb(&mut self, v: &Value, default: &str) {
+        let start = self.buf.len();
+        self.buf.extend_from_slice(&0i32.to_be_bytes()); // length, patched below
+        self.buf.push(1);
+        if v.is_null() {
+            self.buf.extend_from_slice(default.as_bytes());
+        } else if serde_json::to_writer(&mut self.buf, v).is_err() {
+            // Serialising a `Value` into a Vec cannot fail; keep the stream valid regardless.
+            self.buf.truncate(start + 5);
+            self.buf.extend_from_slice(default.as_bytes());
+        }
+        let len = self.buf.len() - start - 4;
+        match i32::try_from(len) {
+            Ok(len) => self.buf[start..start + 4].copy_from_slice(&len.to_be_bytes()),
+            Err(_) => {
+                self.buf.truncate(start);
+                self.null();
+            }
+        }
+    }
+
+    /// A `numeric` with display scale 6 from an amount in millionths (money in micro-dollars).
+    ///
+    /// Binary numeric is base-10000 digits with a weight (position of the first digit), a sign
+    /// and a display scale; PostgreSQL strips the leading and trailing zero digits we send.
+    pub fn opt_numeric_micros(&mut self, v: Option<i64>) {
+        let Some(v) = v else {
+            self.null();
+            return;
+        };
+        let negative = v < 0;
+        let abs = v.unsigned_abs();
+        let (mut int_part, frac) = (abs / 1_000_000, abs % 1_000_000);
+        let mut int_digits: Vec<i16> = Vec::new();
+        loop {
+            int_digits.push((int_part % 10_000) as i16);
+            int_part /= 10_000;
+            if int_part == 0 {
+                break;
+            }
+        }
+        int_digits.reverse();
+        // Six decimal places are eight in two base-10000 digits: 0.123456 -> 1234, 5600.
+        let frac8 = frac * 100;
+        let digits: Vec<i16> = int_digits
+            .iter()
+            .copied()
+            .chain([(frac8 / 10_000) as i16, (frac8 % 10_000) as i16])
+            .collect();
+        let mut bytes = Vec::with_capacity(8 + 2 * digits.len());
+        bytes.extend_from_slice(&(digits.len() as i16).to_be_bytes());
+        bytes.extend_from_slice(&((int_digits.len() as i16) - 1).to_be_bytes());
+        bytes.extend_from_slice(&(if negative { 0x4000u16 } else { 0 }).to_be_bytes());
+        bytes.extend_from_slice(&6i16.to_be_bytes());
+        for d in digits {
+            bytes.extend_from_slice(&d.to_be_bytes());
+        }
+        self.field(&bytes);
+    }
+
+    /// Bytes encoded so far.
+    pub fn len(&self) -> usize {
+        self.buf.len()
+    }
+}

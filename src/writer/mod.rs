@@ -1,0 +1,337 @@
+//! The writer: a thread of its own with its own single-threaded tokio runtime and connection
+//! pool, which takes records from the queue, batches them by size or interval, and writes each
+//! batch in one transaction, retrying transient failures and isolating refused rows.
+//!
+//! Owning its runtime means the writer works whether or not the application uses tokio, and
+//! that shutting it down never needs the application's runtime (whose shutdown has deadlocked
+//! many users of exporters that borrowed it).
+
+pub(crate) mod batch;
+mod copy;
+mod sink;
+mod tables;
+
+use std::cell::Cell;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, select};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{ConnectOptions, PgPool};
+
+use crate::queue::Shared;
+use crate::record::Record;
+use batch::Batch;
+use sink::{Failure, Mode};
+
+thread_local! {
+    /// Set on the writer's threads: the layer ignores every span and event there, so the
+    /// writer's own work (sqlx's, tokio's) never becomes rows or re-enters the queue.
+    static ON_WRITER: Cell<bool> = const { Cell::new(false) };
+}
+
+/// `true` on a thread that belongs to a writer.
+pub(crate) fn on_writer_thread() -> bool {
+    ON_WRITER.with(Cell::get)
+}
+
+/// First pause after a transient failure; doubled each time up to [`MAX_BACKOFF`].
+const INITIAL_BACKOFF: Duration = Duration::from_millis(50);
+const MAX_BACKOFF: Duration = Duration::from_secs(2);
+/// At most one warning of each kind per this period.
+const WARN_EVERY: Duration = Duration::from_secs(10);
+
+/// What the writer needs to run.
+#[derive(Debug)]
+pub(crate) struct WriterConfig {
+    pub connect: PgConnectOptions,
+    pub connections: u32,
+    pub batch_size: usize,
+    pub flush_interval: Duration,
+}
+
+/// Requests from the guard.
+#[derive(Debug)]
+pub(crate) enum Control {
+    /// Write everything queued so far, then answer.
+    Flush(Sender<()>),
+    /// Write everything queued so far, answer and stop.
+    Shutdown(Sender<()>),
+}
+
+/// Starts the writer thread.
+pub(crate) fn spawn(
+    config: WriterConfig,
+    records: Receiver<Record>,
+    control: Receiver<Control>,
+    shared: Arc<Shared>,
+) -> std::io::Result<JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("tracing-postgres-writer".into())
+        .spawn(move || {
+            ON_WRITER.with(|f| f.set(true));
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .on_thread_start(|| ON_WRITER.with(|f| f.set(true)))
+                .thread_name("tracing-postgres-blocking")
+                .build();
+            let runtime = match runtime {
+                Ok(rt) => rt,
+                Err(e) => {
+                    tracing::error!(error = %e, "tracing-postgres: cannot start the writer's runtime; records will be counted as dropped");
+                    return;
+                }
+            };
+            let connect = config.connect.clone().disable_statement_logging();
+            let pool = {
+                let _enter = runtime.enter();
+                PgPoolOptions::new()
+                    .max_connections(config.connections.max(1))
+                    .min_connections(0)
+                    .acquire_timeout(Duration::from_secs(5))
+                    .connect_lazy_with(connect)
+            };
+            let mut writer = Writer {
+                runtime,
+                pool,
+                shared,
+                batch: Batch::default(),
+                batch_size: config.batch_size.max(1),
+                flush_interval: config.flush_interval,
+                warn_at: Instant::now(),
+                reported: Reported::default(),
+            };
+            writer.run(&records, control);
+            writer.give_up_queued(&records);
+        })
+}
+
+/// Counts already reported in a warning, so each warning says what is new.
+#[derive(Debug, Default)]
+struct Reported {
+    dropped: u64,
+    rejected: u64,
+    refused: u64,
+    retries: u64,
+}
+
+struct Writer {
+    runtime: tokio::runtime::Runtime,
+    pool: PgPool,
+    shared: Arc<Shared>,
+    batch: Batch,
+    batch_size: usize,
+    flush_interval: Duration,
+    warn_at: Instant,
+    reported: Reported,
+}
+
+impl Writer {
+    fn run(&mut self, records: &Receiver<Record>, mut control: Receiver<Control>) {
+        let mut due = Instant::now() + self.flush_interval;
+        loop {
+            let wait = due.saturating_duration_since(Instant::now());
+            select! {
+                recv(records) -> r => match r {
+                    Ok(record) => {
+                        self.take(record);
+                        self.take_ready(records);
+                    }
+                    // Every handle is gone: write what is left and stop.
+                    Err(_) => {
+                        self.flush();
+                        return;
+                    }
+                },
+                recv(control) -> c => match c {
+                    Ok(Control::Flush(done)) => {
+                        self.take_all(records);
+                        let _ = done.send(());
+                    }
+                    Ok(Control::Shutdown(done)) => {
+                        self.take_all(records);
+                        let _ = done.send(());
+                        return;
+                    }
+                    // The guard is gone without a shutdown (it was forgotten): go on until
+                    // the handles are gone.
+                    Err(_) => control = crossbeam_channel::never(),
+                },
+                default(wait) => {}
+            }
+            let now = Instant::now();
+            if self.batch.rows() >= self.batch_size || now >= due {
+                self.flush();
+                self.warn_if_new();
+                due = Instant::now() + self.flush_interval;
+            }
+        }
+    }
+
+    fn take(&mut self, record: Record) {
+        let bytes = record.approx_bytes();
+        self.batch.push(record, bytes);
+    }
+
+    /// Takes what is already queued, up to a full batch, without waiting.
+    fn take_ready(&mut self, records: &Receiver<Record>) {
+        while self.batch.rows() < self.batch_size {
+            match records.try_recv() {
+                Ok(r) => self.take(r),
+                Err(_) => break,
+            }
+        }
+    }
+
+    /// Takes and writes everything queued until the queue is empty.
+    fn take_all(&mut self, records: &Receiver<Record>) {
+        loop {
+            self.take_ready(records);
+            let full = self.batch.rows() >= self.batch_size;
+            self.flush();
+            if !full && records.is_empty() {
+                break;
+            }
+        }
+    }
+
+    /// After stopping: whatever is still queued will not be written. Count it.
+    fn give_up_queued(&mut self, records: &Receiver<Record>) {
+        let counters = &self.shared.counters;
+        loop {
+            match records.recv_timeout(Duration::ZERO) {
+                Ok(r) => {
+                    counters.queued_bytes.fetch_sub(r.approx_bytes(), Relaxed);
+                    counters.dropped_unwritten.fetch_add(1, Relaxed);
+                }
+                Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => break,
+            }
+        }
+    }
+
+    fn flush(&mut self) {
+        if self.batch.records == 0 {
+            return;
+        }
+        let batch = std::mem::take(&mut self.batch);
+        let bytes = batch.bytes;
+        let pool = self.pool.clone();
+        let shared = Arc::clone(&self.shared);
+        self.runtime.block_on(write(&pool, &shared, batch));
+        self.shared.counters.queued_bytes.fetch_sub(bytes, Relaxed);
+    }
+
+    /// Logs, at most once per [`WARN_EVERY`], what went wrong since the last warning.
+    fn warn_if_new(&mut self) {
+        if self.warn_at.elapsed() < WARN_EVERY {
+            return;
+        }
+        let s = self.shared.counters.snapshot();
+        let dropped = s.dropped();
+        if dropped > self.reported.dropped {
+            tracing::warn!(
+                dropped = dropped - self.reported.dropped,
+                total_dropped = dropped,
+                "tracing-postgres: records dropped because the queue was full"
+            );
+        }
+        if s.rejected > self.reported.rejected {
+            let reason = self
+                .shared
+                .counters
+                .last_rejection
+                .lock()
+                .ok()
+                .and_then(|g| *g)
+                .unwrap_or("invalid record");
+            tracing::warn!(
+                rejected = s.rejected - self.reported.rejected,
+                last_reason = reason,
+                "tracing-postgres: records rejected before queueing"
+            );
+        }
+        if s.refused > self.reported.refused {
+            tracing::warn!(
+                refused = s.refused - self.reported.refused,
+                last_error = s.last_error.as_deref().unwrap_or(""),
+                "tracing-postgres: rows refused by the database"
+            );
+        }
+        if s.retries > self.reported.retries {
+            tracing::warn!(
+                retries = s.retries - self.reported.retries,
+                connected = s.connected,
+                last_error = s.last_error.as_deref().unwrap_or(""),
+                "tracing-postgres: writes retried after transient database errors"
+            );
+        }
+        self.reported = Reported {
+            dropped,
+            rejected: s.rejected,
+            refused: s.refused,
+            retries: s.retries,
+        };
+        self.warn_at = Instant::now();
+    }
+}
+
+/// Writes a batch: retries transient failures with backoff (keeping the rows), and when the
+/// database refuses data, splits the batch until the refused rows stand alone.
+async fn write(pool: &PgPool, shared: &Shared, batch: Batch) {
+    let counters = &shared.counters;
+    let mut work = vec![(batch, Mode::Fast)];
+    let mut backoff = INITIAL_BACKOFF;
+    while let Some((batch, mode)) = work.pop() {
+        let deadline = shared.shutdown_deadline.get().copied();
+        let attempt = sink::write_batch(pool, &batch, mode);
+        let result = match deadline {
+            Some(d) => tokio::time::timeout(d.saturating_duration_since(Instant::now()), attempt)
+                .await
+                .unwrap_or_else(|_| Err(sqlx::Error::PoolTimedOut)),
+            None => attempt.await,
+        };
+        let err = match result {
+            Ok(()) => {
+                counters.written.fetch_add(batch.record_count(), Relaxed);
+                counters.batches.fetch_add(1, Relaxed);
+                counters.connected.store(true, Relaxed);
+                backoff = INITIAL_BACKOFF;
+                continue;
+            }
+            Err(e) => e,
+        };
+        counters.set_last_error(err.to_string());
+        match sink::classify(&err) {
+            Failure::Transient => {
+                counters.connected.store(false, Relaxed);
+                counters.retries.fetch_add(1, Relaxed);
+                if deadline.is_some_and(|d| Instant::now() >= d) {
+                    let lost: u64 = batch.record_count()
+                        + work.iter().map(|(b, _)| b.record_count()).sum::<u64>();
+                    counters.dropped_unwritten.fetch_add(lost, Relaxed);
+                    return;
+                }
+                let pause = match deadline {
+                    Some(d) => backoff.min(d.saturating_duration_since(Instant::now())),
+                    None => backoff,
+                };
+                tokio::time::sleep(pause).await;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+                work.push((batch, Mode::Idempotent));
+            }
+            Failure::Refused if batch.rows() <= 1 => {
+                counters.refused.fetch_add(batch.record_count(), Relaxed);
+            }
+            // A fresh row may meet a row stored by a concurrent batch: retry the whole batch
+            // through the upsert before searching for a refused row.
+            Failure::Refused if mode == Mode::Fast => work.push((batch, Mode::Idempotent)),
+            Failure::Refused => {
+                let (left, right) = batch.split();
+                work.push((right, Mode::Idempotent));
+                work.push((left, Mode::Idempotent));
+            }
+        }
+    }
+}

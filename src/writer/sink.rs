@@ -1,0 +1,116 @@
+//! The SQL side of the writer: one transaction per batch, `COPY` for fresh rows, a staging
+//! table and an upsert for rows that may meet a stored row, and the classification of errors
+//! into "try again later" and "this data is refused".
+
+use sqlx::postgres::PgConnection;
+use sqlx::{AssertSqlSafe, Connection, PgPool};
+
+use super::batch::{Batch, Entry};
+use super::copy::CopyEncoder;
+use super::tables::{Table, copy_sql, create_stage_sql, stage_name, upsert_sql};
+
+/// How a batch is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// First attempt: fresh rows by plain `COPY`, the others through the upsert.
+    Fast,
+    /// A retry, or a search for a refused row: every row through the upsert, so rows a failed
+    /// attempt may have committed are not written twice.
+    Idempotent,
+}
+
+/// What kind of failure a write met.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Failure {
+    /// The database is away, busy, locked, restarting or not yet migrated: keep the rows and
+    /// try again.
+    Transient,
+    /// The database refuses the data itself: find the refused rows and keep the others.
+    Refused,
+}
+
+/// Sorts an error into [`Failure::Transient`] or [`Failure::Refused`].
+pub(crate) fn classify(err: &sqlx::Error) -> Failure {
+    match err {
+        sqlx::Error::Database(db) => {
+            let code = db.code();
+            let code = code.as_deref().unwrap_or("");
+            match code {
+                // Missing privilege, schema or table: fixable by an operator without losing
+                // the buffered rows, so wait.
+                "42501" | "42P01" | "3F000" => Failure::Transient,
+                // Data exceptions, integrity violations, program limits (such as an index
+                // row too large), other syntax or access rule violations.
+                c if c.starts_with("22")
+                    || c.starts_with("23")
+                    || c.starts_with("54")
+                    || c.starts_with("42") =>
+                {
+                    Failure::Refused
+                }
+                _ => Failure::Transient,
+            }
+        }
+        sqlx::Error::Encode(_) | sqlx::Error::ColumnNotFound(_) | sqlx::Error::TypeNotFound { .. } => {
+            Failure::Refused
+        }
+        _ => Failure::Transient,
+    }
+}
+
+/// Writes the whole batch in one transaction.
+pub(crate) async fn write_batch(pool: &PgPool, batch: &Batch, mode: Mode) -> Result<(), sqlx::Error> {
+    let mut conn = pool.acquire().await?;
+    let mut tx = conn.begin().await?;
+    write_table(&mut tx, &batch.traces, mode).await?;
+    write_table(&mut tx, &batch.spans, mode).await?;
+    write_table(&mut tx, &batch.chats, mode).await?;
+    write_table(&mut tx, &batch.docs, mode).await?;
+    tx.commit().await
+}
+
+async fn write_table<T: Table>(
+    conn: &mut PgConnection,
+    entries: &[Entry<T>],
+    mode: Mode,
+) -> Result<(), sqlx::Error> {
+    if entries.is_empty() {
+        return Ok(());
+    }
+    let fast = mode == Mode::Fast;
+    let direct = entries.iter().filter(|e| fast && e.fresh);
+    let staged = entries.iter().filter(|e| !(fast && e.fresh));
+    if let Some(bytes) = encode(direct) {
+        copy(conn, &copy_sql::<T>(&format!("observability.{}", T::NAME)), bytes).await?;
+    }
+    if let Some(bytes) = encode(staged) {
+        sqlx::query(AssertSqlSafe(create_stage_sql::<T>())).execute(&mut *conn).await?;
+        copy(conn, &copy_sql::<T>(&stage_name::<T>()), bytes).await?;
+        sqlx::query(AssertSqlSafe(upsert_sql::<T>())).execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// Encodes the rows, or `None` when there is none.
+fn encode<'a, T: Table + 'a>(rows: impl Iterator<Item = &'a Entry<T>>) -> Option<Vec<u8>> {
+    let mut enc = CopyEncoder::new();
+    let mut any = false;
+    for e in rows {
+        enc.row(&e.row);
+        any = true;
+    }
+    any.then(|| enc.finish())
+}
+
+async fn copy(conn: &mut PgConnection, sql: &str, bytes: Vec<u8>) -> Result<(), sqlx::Error> {
+    let mut copy = conn.copy_in_raw(sql).await?;
+    // Send in pieces so the server starts on the first rows while later ones are in flight.
+    for chunk in bytes.chunks(256 * 1024) {
+        if let Err(e) = copy.send(chunk).await {
+            // Leave the connection usable: abort the COPY; its own error adds nothing.
+            let _ = copy.abort("tracing-postgres: send failed").await;
+            return Err(e);
+        }
+    }
+    copy.finish().await.map(|_| ())
+}

@@ -1,0 +1,309 @@
+//! The four tables as the writer sees them: their columns, how a row is encoded, and the SQL
+//! that writes a batch of them.
+
+use super::copy::{CopyEncoder, CopyRow};
+use crate::record::{ChatMessageRow, DocumentEventRow, SpanRow, Status, TraceRow};
+
+/// How rows of a table are reconciled with rows already stored under the same key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Conflict {
+    /// A finished row replaces a stored start (`in_progress`) row, never a finished one.
+    ReplaceInProgress,
+    /// A row already stored wins (a retry of a batch that did commit).
+    Keep,
+}
+
+/// A table the writer fills.
+pub(crate) trait Table: CopyRow {
+    /// The table's unqualified name in the `observability` schema.
+    const NAME: &'static str;
+    /// The primary key's columns.
+    const KEY: &'static str;
+    /// What to do when a row's key is already stored.
+    const CONFLICT: Conflict;
+}
+
+/// `COPY observability.<table> (<columns>) FROM STDIN (FORMAT binary)`.
+pub(crate) fn copy_sql<T: Table>(target: &str) -> String {
+    format!("COPY {target} ({}) FROM STDIN (FORMAT binary)", T::COLUMNS.join(", "))
+}
+
+/// The staging table a retried or reconciled batch is copied into before its upsert.
+pub(crate) fn stage_name<T: Table>() -> String {
+    format!("tpg_stage_{}", T::NAME)
+}
+
+/// Creates the session's staging table if it does not exist yet; its rows vanish at commit.
+pub(crate) fn create_stage_sql<T: Table>() -> String {
+    format!(
+        "CREATE TEMP TABLE IF NOT EXISTS {} (LIKE observability.{}) ON COMMIT DELETE ROWS",
+        stage_name::<T>(),
+        T::NAME
+    )
+}
+
+/// Moves the staging table's rows into the table, reconciling with stored rows.
+pub(crate) fn upsert_sql<T: Table>() -> String {
+    let cols = T::COLUMNS.join(", ");
+    let on_conflict = match T::CONFLICT {
+        Conflict::Keep => "DO NOTHING".to_owned(),
+        Conflict::ReplaceInProgress => {
+            let sets: Vec<String> = T::COLUMNS
+                .iter()
+                .filter(|c| !T::KEY.split(", ").any(|k| k == **c))
+                .map(|c| format!("{c} = EXCLUDED.{c}"))
+                .collect();
+            format!(
+                "DO UPDATE SET {} WHERE t.status = 'in_progress'",
+                sets.join(", ")
+            )
+        }
+    };
+    format!(
+        "INSERT INTO observability.{name} AS t ({cols}) SELECT {cols} FROM {stage} \
+         ON CONFLICT ({key}) {on_conflict}",
+        name = T::NAME,
+        stage = stage_name::<T>(),
+        key = T::KEY,
+    )
+}
+
+fn status_text(s: Option<&Status>) -> &str {
+    s.map_or("in_progress", Status::as_str)
+}
+
+impl CopyRow for TraceRow {
+    const COLUMNS: &'static [&'static str] = &[
+        "id",
+        "name",
+        "operation_type",
+        "user_id",
+        "session_id",
+        "kb_id",
+        "started_at",
+        "ended_at",
+        "duration_ms",
+        "status",
+        "error_type",
+        "error_message",
+        "prompt_tokens",
+        "completion_tokens",
+        "total_tokens",
+        "total_cost_usd",
+        "metadata",
+    ];
+
+    fn encode(&self, e: &mut CopyEncoder) {
+        e.uuid(self.id);
+        e.text(&self.name);
+        e.text(&self.operation_type);
+        e.opt_uuid(self.user_id);
+        e.opt_text(self.session_id.as_deref());
+        e.opt_uuid(self.kb_id);
+        e.ts(self.started_at);
+        e.opt_ts(self.ended_at);
+        e.opt_f64(self.duration_ms);
+        e.text(self.status.as_str());
+        e.opt_text(self.error_type.as_deref());
+        e.opt_text(self.error_message.as_deref());
+        e.opt_i64(self.prompt_tokens);
+        e.opt_i64(self.completion_tokens);
+        e.opt_i64(self.total_tokens);
+        e.opt_numeric_micros(self.total_cost_micros);
+        e.jsonb(&self.metadata, "{}");
+    }
+}
+
+impl Table for TraceRow {
+    const NAME: &'static str = "traces";
+    const KEY: &'static str = "id, started_at";
+    const CONFLICT: Conflict = Conflict::ReplaceInProgress;
+}
+
+impl CopyRow for SpanRow {
+    const COLUMNS: &'static [&'static str] = &[
+        "id",
+        "trace_id",
+        "parent_span_id",
+        "name",
+        "span_type",
+        "started_at",
+        "ended_at",
+        "duration_ms",
+        "status",
+        "error_type",
+        "error_message",
+        "model",
+        "prompt_tokens",
+        "completion_tokens",
+        "cost_usd",
+        "cost_source",
+        "temperature",
+        "embedding_model",
+        "vector_count",
+        "vector_dimensions",
+        "query_text",
+        "result_count",
+        "top_score",
+        "file_type",
+        "file_size_bytes",
+        "page_count",
+        "chunk_count",
+        "chunk_strategy",
+        "vectors_upserted",
+        "collection_name",
+        "input_preview",
+        "output_preview",
+        "metadata",
+    ];
+
+    fn encode(&self, e: &mut CopyEncoder) {
+        e.uuid(self.id);
+        e.uuid(self.trace_id);
+        e.opt_uuid(self.parent_span_id);
+        e.text(&self.name);
+        e.text(&self.span_type);
+        e.ts(self.started_at);
+        e.opt_ts(self.ended_at);
+        e.opt_f64(self.duration_ms);
+        e.text(status_text(self.status.as_ref()));
+        e.opt_text(self.error_type.as_deref());
+        e.opt_text(self.error_message.as_deref());
+        e.opt_text(self.model.as_deref());
+        e.opt_i64(self.prompt_tokens);
+        e.opt_i64(self.completion_tokens);
+        e.opt_numeric_micros(self.cost_micros);
+        e.opt_text(self.cost_source);
+        e.opt_f64(self.temperature);
+        e.opt_text(self.embedding_model.as_deref());
+        e.opt_i64(self.vector_count);
+        e.opt_i32(self.vector_dimensions);
+        e.opt_text(self.query_text.as_deref());
+        e.opt_i32(self.result_count);
+        e.opt_f64(self.top_score);
+        e.opt_text(self.file_type.as_deref());
+        e.opt_i64(self.file_size_bytes);
+        e.opt_i32(self.page_count);
+        e.opt_i32(self.chunk_count);
+        e.opt_text(self.chunk_strategy.as_deref());
+        e.opt_i64(self.vectors_upserted);
+        e.opt_text(self.collection_name.as_deref());
+        e.opt_text(self.input_preview.as_deref());
+        e.opt_text(self.output_preview.as_deref());
+        e.jsonb(&self.metadata, "{}");
+    }
+}
+
+impl Table for SpanRow {
+    const NAME: &'static str = "spans";
+    const KEY: &'static str = "id, started_at";
+    const CONFLICT: Conflict = Conflict::ReplaceInProgress;
+}
+
+impl CopyRow for ChatMessageRow {
+    const COLUMNS: &'static [&'static str] = &[
+        "id",
+        "trace_id",
+        "span_id",
+        "session_id",
+        "user_id",
+        "kb_id",
+        "role",
+        "content",
+        "turn_number",
+        "sources",
+        "citations",
+        "prompt_tokens",
+        "completion_tokens",
+        "response_time_ms",
+        "created_at",
+    ];
+
+    fn encode(&self, e: &mut CopyEncoder) {
+        e.uuid(self.id);
+        e.uuid(self.trace_id);
+        e.opt_uuid(self.span_id);
+        e.text(&self.session_id);
+        e.uuid(self.user_id);
+        e.uuid(self.kb_id);
+        e.text(&self.role);
+        e.text(&self.content);
+        e.opt_i32(self.turn_number);
+        e.jsonb(&self.sources, "[]");
+        e.jsonb(&self.citations, "[]");
+        e.opt_i64(self.prompt_tokens);
+        e.opt_i64(self.completion_tokens);
+        e.opt_f64(self.response_time_ms);
+        e.ts(self.created_at);
+    }
+}
+
+impl Table for ChatMessageRow {
+    const NAME: &'static str = "chat_messages";
+    const KEY: &'static str = "id, created_at";
+    const CONFLICT: Conflict = Conflict::Keep;
+}
+
+impl CopyRow for DocumentEventRow {
+    const COLUMNS: &'static [&'static str] = &[
+        "id",
+        "trace_id",
+        "span_id",
+        "document_id",
+        "kb_id",
+        "event_type",
+        "status",
+        "started_at",
+        "completed_at",
+        "duration_ms",
+        "extracted_pages",
+        "extracted_chars",
+        "tables_found",
+        "images_found",
+        "chunks_created",
+        "avg_chunk_size",
+        "vectors_generated",
+        "embedding_model",
+        "vectors_upserted",
+        "collection_name",
+        "error_type",
+        "error_message",
+        "retryable",
+        "retry_count",
+        "metadata",
+    ];
+
+    fn encode(&self, e: &mut CopyEncoder) {
+        e.uuid(self.id);
+        e.uuid(self.trace_id);
+        e.opt_uuid(self.span_id);
+        e.uuid(self.document_id);
+        e.opt_uuid(self.kb_id);
+        e.text(&self.event_type);
+        e.text(&self.status);
+        e.ts(self.started_at);
+        e.opt_ts(self.completed_at);
+        e.opt_f64(self.duration_ms);
+        e.opt_i32(self.extracted_pages);
+        e.opt_i64(self.extracted_chars);
+        e.opt_i32(self.tables_found);
+        e.opt_i32(self.images_found);
+        e.opt_i32(self.chunks_created);
+        e.opt_i32(self.avg_chunk_size);
+        e.opt_i64(self.vectors_generated);
+        e.opt_text(self.embedding_model.as_deref());
+        e.opt_i64(self.vectors_upserted);
+        e.opt_text(self.collection_name.as_deref());
+        e.opt_text(self.error_type.as_deref());
+        e.opt_text(self.error_message.as_deref());
+        e.opt_bool(self.retryable);
+        e.opt_i32(self.retry_count);
+        e.jsonb(&self.metadata, "{}");
+    }
+}
+
+impl Table for DocumentEventRow {
+    const NAME: &'static str = "document_events";
+    const KEY: &'static str = "id, started_at";
+    const CONFLICT: Conflict = Conflict::Keep;
+}
