@@ -62,11 +62,6 @@ impl Batch {
         self.traces.len() + self.spans.len() + self.chats.len() + self.docs.len()
     }
 
-    /// `true` when the batch holds no row.
-    pub fn is_empty(&self) -> bool {
-        self.rows() == 0
-    }
-
     /// Records the rows stand for.
     pub fn record_count(&self) -> u64 {
         fn sum<T>(v: &[Entry<T>]) -> u64 {

@@ -186,9 +186,4 @@ impl CopyEncoder {
         }
         self.field(&bytes);
     }
-
-    /// Bytes encoded so far.
-    pub fn len(&self) -> usize {
-        self.buf.len()
-    }
 }

@@ -100,21 +100,84 @@ pub(crate) fn spawn(
                 batch: Batch::default(),
                 batch_size: config.batch_size.max(1),
                 flush_interval: config.flush_interval,
-                warn_at: Instant::now(),
-                reported: Reported::default(),
+                warnings: Warnings::default(),
             };
             writer.run(&records, control);
             writer.give_up_queued(&records);
         })
 }
 
-/// Counts already reported in a warning, so each warning says what is new.
+/// The writer's warnings: at most one burst per [`WARN_EVERY`], each saying what is new since
+/// the last.
 #[derive(Debug, Default)]
-struct Reported {
+struct Warnings {
+    last: Option<Instant>,
     dropped: u64,
     rejected: u64,
     refused: u64,
     retries: u64,
+}
+
+impl Warnings {
+    /// Logs what went wrong since the last warning, unless one was logged within
+    /// [`WARN_EVERY`].
+    fn report(&mut self, shared: &Shared) {
+        if self.last.is_some_and(|t| t.elapsed() < WARN_EVERY) {
+            return;
+        }
+        let s = shared.counters.snapshot();
+        let dropped = s.dropped();
+        let any = dropped > self.dropped
+            || s.rejected > self.rejected
+            || s.refused > self.refused
+            || s.retries > self.retries;
+        if !any {
+            return;
+        }
+        if dropped > self.dropped {
+            tracing::warn!(
+                dropped = dropped - self.dropped,
+                total_dropped = dropped,
+                "tracing-postgres: records dropped because the queue was full"
+            );
+        }
+        if s.rejected > self.rejected {
+            let reason = shared
+                .counters
+                .last_rejection
+                .lock()
+                .ok()
+                .and_then(|g| *g)
+                .unwrap_or("invalid record");
+            tracing::warn!(
+                rejected = s.rejected - self.rejected,
+                last_reason = reason,
+                "tracing-postgres: records rejected before queueing"
+            );
+        }
+        if s.refused > self.refused {
+            tracing::warn!(
+                refused = s.refused - self.refused,
+                last_error = s.last_error.as_deref().unwrap_or(""),
+                "tracing-postgres: rows refused by the database"
+            );
+        }
+        if s.retries > self.retries {
+            tracing::warn!(
+                retries = s.retries - self.retries,
+                connected = s.connected,
+                last_error = s.last_error.as_deref().unwrap_or(""),
+                "tracing-postgres: database unavailable, records kept and retried"
+            );
+        }
+        *self = Warnings {
+            last: Some(Instant::now()),
+            dropped,
+            rejected: s.rejected,
+            refused: s.refused,
+            retries: s.retries,
+        };
+    }
 }
 
 struct Writer {
@@ -124,8 +187,7 @@ struct Writer {
     batch: Batch,
     batch_size: usize,
     flush_interval: Duration,
-    warn_at: Instant,
-    reported: Reported,
+    warnings: Warnings,
 }
 
 impl Writer {
@@ -164,7 +226,7 @@ impl Writer {
             let now = Instant::now();
             if self.batch.rows() >= self.batch_size || now >= due {
                 self.flush();
-                self.warn_if_new();
+                self.warnings.report(&self.shared);
                 due = Instant::now() + self.flush_interval;
             }
         }
@@ -219,67 +281,15 @@ impl Writer {
         let bytes = batch.bytes;
         let pool = self.pool.clone();
         let shared = Arc::clone(&self.shared);
-        self.runtime.block_on(write(&pool, &shared, batch));
+        self.runtime
+            .block_on(write(&pool, &shared, &mut self.warnings, batch));
         self.shared.counters.queued_bytes.fetch_sub(bytes, Relaxed);
-    }
-
-    /// Logs, at most once per [`WARN_EVERY`], what went wrong since the last warning.
-    fn warn_if_new(&mut self) {
-        if self.warn_at.elapsed() < WARN_EVERY {
-            return;
-        }
-        let s = self.shared.counters.snapshot();
-        let dropped = s.dropped();
-        if dropped > self.reported.dropped {
-            tracing::warn!(
-                dropped = dropped - self.reported.dropped,
-                total_dropped = dropped,
-                "tracing-postgres: records dropped because the queue was full"
-            );
-        }
-        if s.rejected > self.reported.rejected {
-            let reason = self
-                .shared
-                .counters
-                .last_rejection
-                .lock()
-                .ok()
-                .and_then(|g| *g)
-                .unwrap_or("invalid record");
-            tracing::warn!(
-                rejected = s.rejected - self.reported.rejected,
-                last_reason = reason,
-                "tracing-postgres: records rejected before queueing"
-            );
-        }
-        if s.refused > self.reported.refused {
-            tracing::warn!(
-                refused = s.refused - self.reported.refused,
-                last_error = s.last_error.as_deref().unwrap_or(""),
-                "tracing-postgres: rows refused by the database"
-            );
-        }
-        if s.retries > self.reported.retries {
-            tracing::warn!(
-                retries = s.retries - self.reported.retries,
-                connected = s.connected,
-                last_error = s.last_error.as_deref().unwrap_or(""),
-                "tracing-postgres: writes retried after transient database errors"
-            );
-        }
-        self.reported = Reported {
-            dropped,
-            rejected: s.rejected,
-            refused: s.refused,
-            retries: s.retries,
-        };
-        self.warn_at = Instant::now();
     }
 }
 
 /// Writes a batch: retries transient failures with backoff (keeping the rows), and when the
 /// database refuses data, splits the batch until the refused rows stand alone.
-async fn write(pool: &PgPool, shared: &Shared, batch: Batch) {
+async fn write(pool: &PgPool, shared: &Shared, warnings: &mut Warnings, batch: Batch) {
     let counters = &shared.counters;
     let mut work = vec![(batch, Mode::Fast)];
     let mut backoff = INITIAL_BACKOFF;
@@ -307,6 +317,7 @@ async fn write(pool: &PgPool, shared: &Shared, batch: Batch) {
             Failure::Transient => {
                 counters.connected.store(false, Relaxed);
                 counters.retries.fetch_add(1, Relaxed);
+                warnings.report(shared);
                 if deadline.is_some_and(|d| Instant::now() >= d) {
                     let lost: u64 = batch.record_count()
                         + work.iter().map(|(b, _)| b.record_count()).sum::<u64>();
@@ -323,6 +334,7 @@ async fn write(pool: &PgPool, shared: &Shared, batch: Batch) {
             }
             Failure::Refused if batch.rows() <= 1 => {
                 counters.refused.fetch_add(batch.record_count(), Relaxed);
+                warnings.report(shared);
             }
             // A fresh row may meet a row stored by a concurrent batch: retry the whole batch
             // through the upsert before searching for a refused row.

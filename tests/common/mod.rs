@@ -1,0 +1,244 @@
+//! Test support: a fresh database per test on the server in `DATABASE_URL` (started by
+//! `./scripts/test`), and private clusters for tests that stop and start a server.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use sqlx::postgres::PgPoolOptions;
+use sqlx::{AssertSqlSafe, PgPool};
+
+/// The admin URL of the test server.
+pub fn admin_url() -> String {
+    std::env::var("DATABASE_URL")
+        .expect("DATABASE_URL is not set: run the tests with ./scripts/test, which starts a server")
+}
+
+/// A database of its own for one test, with the schema migrated.
+pub struct TestDb {
+    pub url: String,
+    pub pool: PgPool,
+    pub name: String,
+}
+
+/// Replaces the database name at the end of a URL.
+pub fn with_database(url: &str, db: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let slash = base.rfind('/').expect("URL has a path");
+    let mut out = format!("{}/{}", &base[..slash], db);
+    if let Some(q) = query {
+        out.push('?');
+        out.push_str(q);
+    }
+    out
+}
+
+pub async fn fresh_db() -> TestDb {
+    fresh_db_on(&admin_url()).await
+}
+
+pub async fn fresh_db_on(admin: &str) -> TestDb {
+    let name = format!("tpg_test_{}", uuid::Uuid::now_v7().simple());
+    let admin_pool = PgPoolOptions::new()
+        .max_connections(1)
+        .connect(admin)
+        .await
+        .expect("connect to the test server");
+    sqlx::query(AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&admin_pool)
+        .await
+        .expect("create test database");
+    admin_pool.close().await;
+    let url = with_database(admin, &name);
+    let pool = PgPoolOptions::new()
+        .max_connections(4)
+        .connect(&url)
+        .await
+        .expect("connect to the test database");
+    tracing_postgres::migrate(&pool).await.expect("migrate");
+    TestDb { url, pool, name }
+}
+
+/// Counts rows of a table in the observability schema.
+pub async fn count(pool: &PgPool, table: &str) -> i64 {
+    sqlx::query_scalar(AssertSqlSafe(format!("SELECT count(*) FROM observability.{table}")))
+        .fetch_one(pool)
+        .await
+        .expect("count rows")
+}
+
+/// Polls until `f` returns true or `timeout` passes.
+pub async fn eventually<F, Fut>(timeout: Duration, mut f: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let end = Instant::now() + timeout;
+    loop {
+        if f().await {
+            return true;
+        }
+        if Instant::now() > end {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A private PostgreSQL cluster, for tests that stop and start the server. Removed on drop.
+pub struct Cluster {
+    bin: PathBuf,
+    dir: PathBuf,
+    run_as: Vec<String>,
+    pub port: u16,
+}
+
+fn pg_bin() -> PathBuf {
+    if let Ok(b) = std::env::var("TPG_PG_BIN") {
+        if !b.is_empty() {
+            return PathBuf::from(b);
+        }
+    }
+    let mut found: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .expect("PostgreSQL is installed under /usr/lib/postgresql (run ./scripts/test)")
+        .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
+        .filter(|p| p.join("initdb").exists())
+        .collect();
+    found.sort();
+    found.pop().expect("an initdb under /usr/lib/postgresql/*/bin")
+}
+
+fn run_as() -> Vec<String> {
+    if let Ok(r) = std::env::var("TPG_PG_RUN_AS") {
+        if !r.trim().is_empty() {
+            return r.split_whitespace().map(str::to_owned).collect();
+        }
+    }
+    let uid = Command::new("id").arg("-u").output().expect("id -u");
+    if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
+        return Vec::new();
+    }
+    // Root: initdb refuses to run as root, so use an unprivileged user.
+    let exists = Command::new("id").arg("tpgtest").output().is_ok_and(|o| o.status.success());
+    if !exists {
+        let _ = Command::new("useradd")
+            .args(["--system", "--no-create-home", "tpgtest"])
+            .status();
+    }
+    vec!["runuser".into(), "-u".into(), "tpgtest".into(), "--".into()]
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+impl Cluster {
+    /// initdb and start a cluster on a free loopback port.
+    pub fn start() -> Cluster {
+        let dir = std::env::temp_dir().join(format!("tpg-cluster-{}", uuid::Uuid::now_v7().simple()));
+        std::fs::create_dir_all(&dir).expect("cluster dir");
+        let run_as = run_as();
+        if run_as.len() >= 3 {
+            let status = Command::new("chown")
+                .arg(&run_as[2])
+                .arg(&dir)
+                .status()
+                .expect("chown");
+            assert!(status.success(), "chown cluster dir");
+        }
+        let c = Cluster { bin: pg_bin(), dir, run_as, port: free_port() };
+        let data = c.dir.join("data");
+        c.pg("initdb", &[
+            "-D",
+            data.to_str().unwrap(),
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "-E",
+            "UTF8",
+            "--locale=C",
+            "--no-sync",
+        ]);
+        let conf = format!(
+            "port = {}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{}'\nfsync = off\nmax_connections = 100\n",
+            c.port,
+            c.dir.display()
+        );
+        std::fs::write(data.join("postgresql.auto.conf"), conf).expect("write conf");
+        c.start_server();
+        c
+    }
+
+    fn pg(&self, program: &str, args: &[&str]) {
+        let exe = self.bin.join(program);
+        let mut cmd = match self.run_as.split_first() {
+            Some((first, rest)) => {
+                let mut cmd = Command::new(first);
+                cmd.args(rest).arg(&exe);
+                cmd
+            }
+            None => Command::new(&exe),
+        };
+        let out = cmd
+            .args(args)
+            .current_dir("/")
+            .output()
+            .unwrap_or_else(|e| panic!("run {program}: {e}"));
+        assert!(
+            out.status.success(),
+            "{program} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    fn data(&self) -> String {
+        self.dir.join("data").display().to_string()
+    }
+
+    /// Starts the server (again), waiting until it accepts connections.
+    pub fn start_server(&self) {
+        let log = self.dir.join("log").display().to_string();
+        self.pg("pg_ctl", &["-D", &self.data(), "-l", &log, "-w", "-t", "60", "start"]);
+    }
+
+    /// Stops the server in immediate mode (like a crash).
+    pub fn stop_server(&self) {
+        self.pg("pg_ctl", &["-D", &self.data(), "-m", "immediate", "-w", "stop"]);
+    }
+
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let exe = self.bin.join("pg_ctl");
+        let data = self.data();
+        let mut cmd = match self.run_as.split_first() {
+            Some((first, rest)) => {
+                let mut cmd = Command::new(first);
+                cmd.args(rest).arg(&exe);
+                cmd
+            }
+            None => Command::new(&exe),
+        };
+        let _ = cmd
+            .args(["-D", &data, "-m", "immediate", "-w", "stop"])
+            .current_dir("/")
+            .output();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
