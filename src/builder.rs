@@ -214,7 +214,8 @@ pub struct ShutdownReport {
     pub refused: u64,
     /// Records rejected before queueing.
     pub rejected: u64,
-    /// Whether everything queued was written (or refused) before the deadline.
+    /// Whether everything queued was written (or refused by the database) before the
+    /// deadline, with nothing left unwritten.
     pub complete: bool,
     /// The counters at the end.
     pub stats: Stats,
@@ -284,7 +285,7 @@ impl WriterGuard {
             dropped: stats.dropped() + unaccounted,
             refused: stats.refused,
             rejected: stats.rejected,
-            complete: answered && unaccounted == 0,
+            complete: answered && unaccounted == 0 && stats.dropped_unwritten == 0,
             stats,
         }
     }

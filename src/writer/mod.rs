@@ -11,20 +11,20 @@ mod copy;
 mod sink;
 mod tables;
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, select};
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{ConnectOptions, PgPool};
+use sqlx::ConnectOptions;
+use sqlx::postgres::PgConnectOptions;
 
 use crate::queue::Shared;
 use crate::record::Record;
 use batch::Batch;
-use sink::{Failure, Mode};
+use sink::{Failure, Link, Mode};
 
 thread_local! {
     /// Set on the writer's threads: the layer ignores every span and event there, so the
@@ -42,6 +42,8 @@ const INITIAL_BACKOFF: Duration = Duration::from_millis(50);
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
 /// At most one warning of each kind per this period.
 const WARN_EVERY: Duration = Duration::from_secs(10);
+/// A batch is split across connections only when each part gets at least this many rows.
+const MIN_ROWS_PER_CONNECTION: usize = 2_000;
 
 /// What the writer needs to run.
 #[derive(Debug)]
@@ -85,22 +87,17 @@ pub(crate) fn spawn(
                 }
             };
             let connect = config.connect.clone().disable_statement_logging();
-            let pool = {
-                let _enter = runtime.enter();
-                PgPoolOptions::new()
-                    .max_connections(config.connections.max(1))
-                    .min_connections(0)
-                    .acquire_timeout(Duration::from_secs(5))
-                    .connect_lazy_with(connect)
-            };
+            let links = (0..config.connections.max(1))
+                .map(|_| Link::new(connect.clone()))
+                .collect();
             let mut writer = Writer {
                 runtime,
-                pool,
+                links,
                 shared,
                 batch: Batch::default(),
                 batch_size: config.batch_size.max(1),
                 flush_interval: config.flush_interval,
-                warnings: Warnings::default(),
+                warnings: RefCell::default(),
             };
             writer.run(&records, control);
             writer.give_up_queued(&records);
@@ -182,12 +179,13 @@ impl Warnings {
 
 struct Writer {
     runtime: tokio::runtime::Runtime,
-    pool: PgPool,
+    /// One per connection; a large batch is split across them and written concurrently.
+    links: Vec<Link>,
     shared: Arc<Shared>,
     batch: Batch,
     batch_size: usize,
     flush_interval: Duration,
-    warnings: Warnings,
+    warnings: RefCell<Warnings>,
 }
 
 impl Writer {
@@ -226,7 +224,7 @@ impl Writer {
             let now = Instant::now();
             if self.batch.rows() >= self.batch_size || now >= due {
                 self.flush();
-                self.warnings.report(&self.shared);
+                self.warnings.borrow_mut().report(&self.shared);
                 due = Instant::now() + self.flush_interval;
             }
         }
@@ -279,23 +277,36 @@ impl Writer {
         }
         let batch = std::mem::take(&mut self.batch);
         let bytes = batch.bytes;
-        let pool = self.pool.clone();
-        let shared = Arc::clone(&self.shared);
-        self.runtime
-            .block_on(write(&pool, &shared, &mut self.warnings, batch));
+        // Split only batches big enough for a second connection to pay for its transaction.
+        let parts = (batch.rows() / MIN_ROWS_PER_CONNECTION).clamp(1, self.links.len());
+        let mut batches = vec![batch];
+        while batches.len() < parts {
+            // Halve the largest part until there are enough.
+            batches.sort_by_key(Batch::rows);
+            let Some(largest) = batches.pop() else { break };
+            let (a, b) = largest.split();
+            batches.extend([a, b]);
+        }
+        let (shared, warnings) = (&*self.shared, &self.warnings);
+        let writes = self
+            .links
+            .iter_mut()
+            .zip(batches)
+            .map(|(link, batch)| write(link, shared, warnings, batch));
+        self.runtime.block_on(futures_util::future::join_all(writes));
         self.shared.counters.queued_bytes.fetch_sub(bytes, Relaxed);
     }
 }
 
 /// Writes a batch: retries transient failures with backoff (keeping the rows), and when the
 /// database refuses data, splits the batch until the refused rows stand alone.
-async fn write(pool: &PgPool, shared: &Shared, warnings: &mut Warnings, batch: Batch) {
+async fn write(link: &mut Link, shared: &Shared, warnings: &RefCell<Warnings>, batch: Batch) {
     let counters = &shared.counters;
     let mut work = vec![(batch, Mode::Fast)];
     let mut backoff = INITIAL_BACKOFF;
     while let Some((batch, mode)) = work.pop() {
         let deadline = shared.shutdown_deadline.get().copied();
-        let attempt = sink::write_batch(pool, &batch, mode);
+        let attempt = link.write(&batch, mode);
         let result = match deadline {
             Some(d) => tokio::time::timeout(d.saturating_duration_since(Instant::now()), attempt)
                 .await
@@ -317,7 +328,7 @@ async fn write(pool: &PgPool, shared: &Shared, warnings: &mut Warnings, batch: B
             Failure::Transient => {
                 counters.connected.store(false, Relaxed);
                 counters.retries.fetch_add(1, Relaxed);
-                warnings.report(shared);
+                warnings.borrow_mut().report(shared);
                 if deadline.is_some_and(|d| Instant::now() >= d) {
                     let lost: u64 = batch.record_count()
                         + work.iter().map(|(b, _)| b.record_count()).sum::<u64>();
@@ -334,7 +345,7 @@ async fn write(pool: &PgPool, shared: &Shared, warnings: &mut Warnings, batch: B
             }
             Failure::Refused if batch.rows() <= 1 => {
                 counters.refused.fetch_add(batch.record_count(), Relaxed);
-                warnings.report(shared);
+                warnings.borrow_mut().report(shared);
             }
             // A fresh row may meet a row stored by a concurrent batch: retry the whole batch
             // through the upsert before searching for a refused row.

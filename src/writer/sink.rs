@@ -2,8 +2,10 @@
 //! table and an upsert for rows that may meet a stored row, and the classification of errors
 //! into "try again later" and "this data is refused".
 
-use sqlx::postgres::PgConnection;
-use sqlx::{AssertSqlSafe, Connection, PgPool};
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgConnection};
+use sqlx::{AssertSqlSafe, Connection};
 
 use super::batch::{Batch, Entry};
 use super::copy::CopyEncoder;
@@ -58,9 +60,49 @@ pub(crate) fn classify(err: &sqlx::Error) -> Failure {
     }
 }
 
+/// Longest wait for a new connection before the attempt counts as failed and is retried.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// One of the writer's connections, opened on first use and again after a transient failure.
+#[derive(Debug)]
+pub(crate) struct Link {
+    options: PgConnectOptions,
+    conn: Option<PgConnection>,
+}
+
+impl Link {
+    pub fn new(options: PgConnectOptions) -> Self {
+        Self { options, conn: None }
+    }
+
+    /// Writes the whole batch in one transaction. After a transient failure the connection is
+    /// closed, so the next attempt starts on a fresh one.
+    pub async fn write(&mut self, batch: &Batch, mode: Mode) -> Result<(), sqlx::Error> {
+        let result = self.try_write(batch, mode).await;
+        if let Err(e) = &result {
+            if classify(e) == Failure::Transient {
+                self.conn = None;
+            }
+        }
+        result
+    }
+
+    async fn try_write(&mut self, batch: &Batch, mode: Mode) -> Result<(), sqlx::Error> {
+        let conn = match &mut self.conn {
+            Some(c) => c,
+            slot => {
+                let c = tokio::time::timeout(CONNECT_TIMEOUT, PgConnection::connect_with(&self.options))
+                    .await
+                    .map_err(|_| sqlx::Error::PoolTimedOut)??;
+                slot.insert(c)
+            }
+        };
+        write_batch(conn, batch, mode).await
+    }
+}
+
 /// Writes the whole batch in one transaction.
-pub(crate) async fn write_batch(pool: &PgPool, batch: &Batch, mode: Mode) -> Result<(), sqlx::Error> {
-    let mut conn = pool.acquire().await?;
+async fn write_batch(conn: &mut PgConnection, batch: &Batch, mode: Mode) -> Result<(), sqlx::Error> {
     let mut tx = conn.begin().await?;
     write_table(&mut tx, &batch.traces, mode).await?;
     write_table(&mut tx, &batch.spans, mode).await?;
