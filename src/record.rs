@@ -360,7 +360,11 @@ pub enum DocumentMetrics {
 /// Converts dollars to micro-dollars, refusing what `numeric(10,6)` cannot hold or what is not a
 /// cost (negative).
 pub(crate) fn cost_to_micros(cost: Decimal) -> Option<i64> {
-    let micros = cost.checked_mul(Decimal::from(1_000_000))?.round().to_i64()?;
+    // Half away from zero, as PostgreSQL rounds numeric.
+    let micros = cost
+        .checked_mul(Decimal::from(1_000_000))?
+        .round_dp_with_strategy(0, rust_decimal::RoundingStrategy::MidpointAwayFromZero)
+        .to_i64()?;
     (0..10_000_000_000).contains(&micros).then_some(micros)
 }
 
