@@ -10,6 +10,8 @@ use sqlx::PgPool;
 use sqlx::postgres::PgConnectOptions;
 
 use crate::handle::Handle;
+use crate::layer::{LayerConfig, PostgresLayer};
+use crate::prices::PriceTable;
 use crate::provider::PostgresProvider;
 use crate::queue::{Queue, Shared, Stats};
 use crate::sanitize::TextLimits;
@@ -46,6 +48,7 @@ pub struct Builder {
     connections: u32,
     limits: TextLimits,
     shutdown_timeout: Duration,
+    layer: LayerConfig,
 }
 
 /// Why [`Builder::build`] failed: only a bad configuration, never the database being down.
@@ -116,6 +119,7 @@ impl Builder {
             connections: 2,
             limits: TextLimits::default(),
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
+            layer: LayerConfig::default(),
         }
     }
 
@@ -164,6 +168,43 @@ impl Builder {
     pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
         self.shutdown_timeout = timeout;
         self
+    }
+
+    /// Prices used by the layer to compute the cost of spans that report tokens but no cost.
+    pub fn prices(mut self, prices: PriceTable) -> Self {
+        self.layer.prices = prices;
+        self
+    }
+
+    /// Events at this level or more severe are attached to their span's `metadata.events`
+    /// (within [`max_events_per_span`](Self::max_events_per_span)); less severe events are left
+    /// out, unless they are chat messages, document events or errors. Default `WARN`.
+    pub fn attach_events(mut self, level: tracing::level_filters::LevelFilter) -> Self {
+        self.layer.attach_events = level;
+        self
+    }
+
+    /// Most events attached to one span; more are counted in `metadata.events_dropped`.
+    /// Default 16.
+    pub fn max_events_per_span(mut self, n: usize) -> Self {
+        self.layer.max_events_per_span = n;
+        self
+    }
+
+    /// Whether the layer writes every span as `in_progress` when it starts, so long spans are
+    /// visible before they end. Root spans (traces) always are. Off by default: it doubles the
+    /// records of short spans, which are merged into one row anyway.
+    pub fn span_starts(mut self, on: bool) -> Self {
+        self.layer.span_starts = on;
+        self
+    }
+
+    /// Starts the writer and returns the layer (which is also the provider) and the writer's
+    /// guard.
+    pub fn build_layer(self) -> Result<(PostgresLayer, WriterGuard), BuildError> {
+        let config = self.layer.clone();
+        let (provider, guard) = self.build()?;
+        Ok((PostgresLayer::new(provider, config), guard))
     }
 
     /// Starts the writer and returns the provider and the writer's guard.

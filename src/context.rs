@@ -178,6 +178,17 @@ pub struct TraceContext {
     /// The knowledge base the request reads or writes.
     pub kb_id: Option<Uuid>,
     pub(crate) state: Arc<TraceState>,
+    /// The instrumented span this context was taken from ([`TraceContext::current`]), so
+    /// explicit calls can tell it that usage was reported below it (the roll-up rule).
+    pub(crate) origin: Option<Origin>,
+}
+
+/// The instrumented span a context came from.
+#[derive(Debug, Clone)]
+pub(crate) struct Origin {
+    pub(crate) id: tracing::span::Id,
+    pub(crate) dispatch: tracing::Dispatch,
+    pub(crate) hook: crate::layer::WithContext,
 }
 
 impl Default for TraceContext {
@@ -196,6 +207,15 @@ impl TraceContext {
             session_id: None,
             kb_id: None,
             state: Arc::default(),
+            origin: None,
+        }
+    }
+
+    /// Tells the instrumented span this context came from that usage was reported below it,
+    /// so its own usage is not counted a second time.
+    pub(crate) fn mark_usage_below(&self) {
+        if let Some(o) = &self.origin {
+            (o.hook.0)(&o.dispatch, &o.id, &mut |data| data.usage_below = true);
         }
     }
 

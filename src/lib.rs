@@ -5,8 +5,11 @@
 
 mod builder;
 mod context;
+mod fields;
 mod handle;
+mod layer;
 pub mod migrate;
+mod prices;
 mod provider;
 mod queue;
 mod record;
@@ -15,6 +18,8 @@ mod writer;
 
 pub use builder::{BuildError, Builder, ShutdownReport, WriterGuard};
 pub use context::{SpanId, TraceContext, TraceId};
+pub use layer::PostgresLayer;
+pub use prices::PriceTable;
 pub use migrate::{MIGRATOR, migrate};
 pub use provider::{
     ChatMessage, DocumentEvent, LlmCall, ObservabilityProvider, PostgresProvider, SpanEnd,

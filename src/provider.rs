@@ -251,6 +251,11 @@ fn merge_metadata(base: Value, extra: Option<Value>) -> Value {
 }
 
 impl PostgresProvider {
+    /// The writer's counters now.
+    pub fn stats(&self) -> crate::Stats {
+        self.handle.queue.shared.counters.snapshot()
+    }
+
     fn limits(&self) -> &crate::sanitize::TextLimits {
         &self.handle.limits
     }
@@ -285,6 +290,9 @@ impl PostgresProvider {
                 ctx.state
                     .totals
                     .add(row.prompt_tokens, row.completion_tokens, row.cost_micros);
+                if row.prompt_tokens.is_some() || row.completion_tokens.is_some() || row.cost_micros.is_some() {
+                    ctx.mark_usage_below();
+                }
             }
             SpanMetrics::Embedding(m) => {
                 row.embedding_model = m.model.map(|s| clean_text(&s, l.label));

@@ -1,0 +1,355 @@
+//! The mapping table in code: which `tracing` field names fill which column.
+//!
+//! Each well-known slot accepts the spec's own name and the OpenTelemetry GenAI and
+//! OpenInference aliases. When a span carries several names for one slot, the one of lowest
+//! rank wins (the spec's name is rank 0), whatever the order they are recorded in. Every other
+//! field is kept in `metadata` under its own name.
+
+use std::fmt;
+
+use tracing::field::{Field, Visit};
+
+/// A column (or event role) a field can fill.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Slot {
+    SpanType,
+    OperationType,
+    Model,
+    PromptTokens,
+    CompletionTokens,
+    CostUsd,
+    Temperature,
+    SessionId,
+    UserId,
+    KbId,
+    EmbeddingModel,
+    VectorCount,
+    VectorDimensions,
+    QueryText,
+    ResultCount,
+    TopScore,
+    FileType,
+    FileSizeBytes,
+    PageCount,
+    ChunkCount,
+    ChunkStrategy,
+    VectorsUpserted,
+    CollectionName,
+    InputPreview,
+    OutputPreview,
+    Error,
+    ErrorType,
+    ErrorMessage,
+    Message,
+    Role,
+    Content,
+    TurnNumber,
+    Sources,
+    Citations,
+    ResponseTimeMs,
+    DocumentId,
+    EventType,
+    Status,
+    DurationMs,
+    ExtractedPages,
+    ExtractedChars,
+    TablesFound,
+    ImagesFound,
+    ChunksCreated,
+    AvgChunkSize,
+    VectorsGenerated,
+    Retryable,
+    RetryCount,
+}
+
+/// The slot a field name fills and its rank (0 = the spec's own name), or `None` for a field
+/// kept in metadata.
+pub(crate) fn slot_of(name: &str) -> Option<(Slot, u8)> {
+    use Slot::*;
+    Some(match name {
+        "span_type" => (SpanType, 0),
+        "gen_ai.operation.name" => (SpanType, 1),
+        "openinference.span.kind" => (SpanType, 2),
+        "operation_type" => (OperationType, 0),
+        "model" => (Model, 0),
+        "gen_ai.request.model" => (Model, 1),
+        "llm.model_name" => (Model, 2),
+        "gen_ai.response.model" => (Model, 3),
+        "prompt_tokens" => (PromptTokens, 0),
+        "gen_ai.usage.input_tokens" => (PromptTokens, 1),
+        "llm.token_count.prompt" => (PromptTokens, 2),
+        "input_tokens" => (PromptTokens, 3),
+        "completion_tokens" => (CompletionTokens, 0),
+        "gen_ai.usage.output_tokens" => (CompletionTokens, 1),
+        "llm.token_count.completion" => (CompletionTokens, 2),
+        "output_tokens" => (CompletionTokens, 3),
+        "cost_usd" => (CostUsd, 0),
+        "llm.cost.total" => (CostUsd, 1),
+        "gen_ai.usage.cost" => (CostUsd, 2),
+        "cost" => (CostUsd, 3),
+        "temperature" => (Temperature, 0),
+        "gen_ai.request.temperature" => (Temperature, 1),
+        "session_id" => (SessionId, 0),
+        "gen_ai.conversation.id" => (SessionId, 1),
+        "session.id" => (SessionId, 2),
+        "user_id" => (UserId, 0),
+        "user.id" => (UserId, 1),
+        "enduser.id" => (UserId, 2),
+        "kb_id" => (KbId, 0),
+        "gen_ai.data_source.id" => (KbId, 1),
+        "embedding_model" => (EmbeddingModel, 0),
+        "embedding.model_name" => (EmbeddingModel, 1),
+        "vector_count" => (VectorCount, 0),
+        "vector_dimensions" => (VectorDimensions, 0),
+        "gen_ai.embeddings.dimension.count" => (VectorDimensions, 1),
+        "query_text" => (QueryText, 0),
+        "gen_ai.retrieval.query.text" => (QueryText, 1),
+        "retrieval.query" => (QueryText, 2),
+        "result_count" => (ResultCount, 0),
+        "retrieval.documents.count" => (ResultCount, 1),
+        "top_score" => (TopScore, 0),
+        "file_type" => (FileType, 0),
+        "file_size_bytes" => (FileSizeBytes, 0),
+        "page_count" => (PageCount, 0),
+        "chunk_count" => (ChunkCount, 0),
+        "chunk_strategy" => (ChunkStrategy, 0),
+        "vectors_upserted" => (VectorsUpserted, 0),
+        "collection_name" => (CollectionName, 0),
+        "input_preview" => (InputPreview, 0),
+        "input.value" => (InputPreview, 1),
+        "output_preview" => (OutputPreview, 0),
+        "output.value" => (OutputPreview, 1),
+        "error" => (Error, 0),
+        "exception" => (Error, 1),
+        "error_type" => (ErrorType, 0),
+        "error.type" => (ErrorType, 1),
+        "exception.type" => (ErrorType, 2),
+        "error_message" => (ErrorMessage, 0),
+        "error.message" => (ErrorMessage, 1),
+        "exception.message" => (ErrorMessage, 2),
+        "message" => (Message, 0),
+        "role" => (Role, 0),
+        "gen_ai.message.role" => (Role, 1),
+        "content" => (Content, 0),
+        "gen_ai.message.content" => (Content, 1),
+        "turn_number" => (TurnNumber, 0),
+        "sources" => (Sources, 0),
+        "citations" => (Citations, 0),
+        "response_time_ms" => (ResponseTimeMs, 0),
+        "document_id" => (DocumentId, 0),
+        "event_type" => (EventType, 0),
+        "status" => (Status, 0),
+        "duration_ms" => (DurationMs, 0),
+        "extracted_pages" => (ExtractedPages, 0),
+        "extracted_chars" => (ExtractedChars, 0),
+        "tables_found" => (TablesFound, 0),
+        "images_found" => (ImagesFound, 0),
+        "chunks_created" => (ChunksCreated, 0),
+        "avg_chunk_size" => (AvgChunkSize, 0),
+        "vectors_generated" => (VectorsGenerated, 0),
+        "retryable" => (Retryable, 0),
+        "retry_count" => (RetryCount, 0),
+        _ => return None,
+    })
+}
+
+/// A field's value as `tracing` gave it.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Val {
+    I(i64),
+    U(u64),
+    F(f64),
+    B(bool),
+    S(String),
+}
+
+impl Val {
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            Val::S(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// The value as text (numbers printed).
+    pub fn to_text(&self) -> String {
+        match self {
+            Val::I(v) => v.to_string(),
+            Val::U(v) => v.to_string(),
+            Val::F(v) => v.to_string(),
+            Val::B(v) => v.to_string(),
+            Val::S(s) => s.clone(),
+        }
+    }
+
+    /// The value as an integer: integers in range, integral floats, and numeric text.
+    pub fn as_i64(&self) -> Option<i64> {
+        match self {
+            Val::I(v) => Some(*v),
+            Val::U(v) => i64::try_from(*v).ok(),
+            Val::F(v) if v.is_finite() && v.fract() == 0.0 && v.abs() < 9.0e15 => Some(*v as i64),
+            Val::S(s) => s.trim().parse().ok(),
+            _ => None,
+        }
+    }
+
+    /// The value as a float: numbers and numeric text.
+    pub fn as_f64(&self) -> Option<f64> {
+        match self {
+            Val::I(v) => Some(*v as f64),
+            Val::U(v) => Some(*v as f64),
+            Val::F(v) => Some(*v),
+            Val::S(s) => s.trim().parse().ok(),
+            Val::B(_) => None,
+        }
+    }
+
+    pub fn as_bool(&self) -> Option<bool> {
+        match self {
+            Val::B(b) => Some(*b),
+            Val::S(s) => s.trim().parse().ok(),
+            _ => None,
+        }
+    }
+
+    pub fn into_json(self) -> serde_json::Value {
+        use serde_json::Value as J;
+        match self {
+            Val::I(v) => J::from(v),
+            Val::U(v) => J::from(v),
+            Val::F(v) => serde_json::Number::from_f64(v).map_or_else(|| J::String(v.to_string()), J::Number),
+            Val::B(v) => J::Bool(v),
+            Val::S(s) => J::String(s),
+        }
+    }
+}
+
+/// The fields of one span or event, sorted into slots and the rest.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Fields {
+    known: Vec<(Slot, u8, Val)>,
+    pub extra: Vec<(&'static str, Val)>,
+}
+
+impl Fields {
+    /// Sets a field by name.
+    pub fn put(&mut self, name: &'static str, val: Val) {
+        match slot_of(name) {
+            Some((slot, rank)) => match self.known.iter_mut().find(|(s, _, _)| *s == slot) {
+                Some(entry) if rank <= entry.1 => *entry = (slot, rank, val),
+                Some(_) => {}
+                None => self.known.push((slot, rank, val)),
+            },
+            None => match self.extra.iter_mut().find(|(n, _)| *n == name) {
+                Some(entry) => entry.1 = val,
+                None => self.extra.push((name, val)),
+            },
+        }
+    }
+
+    /// Merges fields recorded later (`Span::record`) over these.
+    pub fn merge(&mut self, later: Fields) {
+        for (slot, rank, val) in later.known {
+            match self.known.iter_mut().find(|(s, _, _)| *s == slot) {
+                Some(entry) if rank <= entry.1 => *entry = (slot, rank, val),
+                Some(_) => {}
+                None => self.known.push((slot, rank, val)),
+            }
+        }
+        for (name, val) in later.extra {
+            match self.extra.iter_mut().find(|(n, _)| *n == name) {
+                Some(entry) => entry.1 = val,
+                None => self.extra.push((name, val)),
+            }
+        }
+    }
+
+    pub fn get(&self, slot: Slot) -> Option<&Val> {
+        self.known.iter().find(|(s, _, _)| *s == slot).map(|(_, _, v)| v)
+    }
+
+    pub fn take(&mut self, slot: Slot) -> Option<Val> {
+        let i = self.known.iter().position(|(s, _, _)| *s == slot)?;
+        Some(self.known.swap_remove(i).2)
+    }
+
+    pub fn has(&self, slot: Slot) -> bool {
+        self.get(slot).is_some()
+    }
+
+    pub fn text(&self, slot: Slot) -> Option<String> {
+        self.get(slot).map(Val::to_text)
+    }
+
+    pub fn i64(&self, slot: Slot) -> Option<i64> {
+        self.get(slot).and_then(Val::as_i64)
+    }
+
+    pub fn i32(&self, slot: Slot) -> Option<i32> {
+        self.i64(slot).and_then(|v| i32::try_from(v).ok())
+    }
+
+    pub fn f64(&self, slot: Slot) -> Option<f64> {
+        self.get(slot).and_then(Val::as_f64)
+    }
+
+    pub fn bool(&self, slot: Slot) -> Option<bool> {
+        self.get(slot).and_then(Val::as_bool)
+    }
+
+    /// Whether the span carries token usage or cost.
+    pub fn has_usage(&self) -> bool {
+        self.has(Slot::PromptTokens) || self.has(Slot::CompletionTokens) || self.has(Slot::CostUsd)
+    }
+
+    /// The fields kept in metadata, as a JSON object.
+    pub fn extra_json(&self) -> serde_json::Map<String, serde_json::Value> {
+        self.extra
+            .iter()
+            .map(|(name, val)| ((*name).to_owned(), val.clone().into_json()))
+            .collect()
+    }
+}
+
+/// Collects a span's or event's fields. Formatting a user's `Debug` or `Display` value happens
+/// here, before any lock is taken, so a value whose formatting touches tracing cannot deadlock.
+pub(crate) struct Collector<'a>(pub &'a mut Fields);
+
+impl Visit for Collector<'_> {
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.0.put(field.name(), Val::I(value));
+    }
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.0.put(field.name(), Val::U(value));
+    }
+    fn record_i128(&mut self, field: &Field, value: i128) {
+        match i64::try_from(value) {
+            Ok(v) => self.0.put(field.name(), Val::I(v)),
+            Err(_) => self.0.put(field.name(), Val::S(value.to_string())),
+        }
+    }
+    fn record_u128(&mut self, field: &Field, value: u128) {
+        match u64::try_from(value) {
+            Ok(v) => self.0.put(field.name(), Val::U(v)),
+            Err(_) => self.0.put(field.name(), Val::S(value.to_string())),
+        }
+    }
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        self.0.put(field.name(), Val::F(value));
+    }
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.0.put(field.name(), Val::B(value));
+    }
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.0.put(field.name(), Val::S(value.to_owned()));
+    }
+    fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
+        self.0.put(field.name(), Val::S(value.to_string()));
+    }
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        // A user's Debug impl may panic; the layer must not pass that on to the application.
+        let text = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| format!("{value:?}")))
+            .unwrap_or_else(|_| "[formatting panicked]".to_owned());
+        self.0.put(field.name(), Val::S(text));
+    }
+}

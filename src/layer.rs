@@ -1,0 +1,765 @@
+//! `PostgresLayer`: the `tracing` callbacks that turn spans and events into rows.
+//!
+//! Everything here runs on the application's threads, so it only captures, classifies and
+//! queues: field values are formatted before any extensions lock is taken, no callback waits
+//! or panics, and nothing is done at all on the writer's own threads.
+
+use std::any::TypeId;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+use serde_json::{Map, Value};
+use tracing::level_filters::LevelFilter;
+use tracing::span::{Attributes, Id, Record as SpanValues};
+use tracing::{Dispatch, Event, Level, Subscriber};
+use tracing_subscriber::layer::Context;
+use tracing_subscriber::registry::LookupSpan;
+use uuid::Uuid;
+
+use crate::context::{TraceContext, TraceId, TraceState};
+use crate::fields::{Collector, Fields, Slot, Val};
+use crate::prices::PriceTable;
+use crate::provider::PostgresProvider;
+use crate::record::{
+    ChatMessageRow, DocumentEventRow, DocumentEventStatus, Record, SpanRow, SpanType, Status,
+    TraceRow, cost_to_micros,
+};
+use crate::sanitize::{TextLimits, clean_json, clean_owned, clean_text};
+use crate::writer::on_writer_thread;
+
+/// Options of the layer, set on the [`Builder`](crate::Builder).
+#[derive(Debug, Clone)]
+pub(crate) struct LayerConfig {
+    /// Prices for spans with tokens and no cost.
+    pub prices: PriceTable,
+    /// Events at this level or more severe are attached to their span's metadata.
+    pub attach_events: LevelFilter,
+    /// Most events attached to one span; more are counted in `metadata.events_dropped`.
+    pub max_events_per_span: usize,
+    /// Whether every span (not only root spans) is written as `in_progress` when it starts.
+    pub span_starts: bool,
+}
+
+impl Default for LayerConfig {
+    fn default() -> Self {
+        Self {
+            prices: PriceTable::default(),
+            attach_events: LevelFilter::WARN,
+            max_events_per_span: 16,
+            span_starts: false,
+        }
+    }
+}
+
+/// Reaches a span's [`SpanData`] through a `Dispatch`, whatever the subscriber's type; found by
+/// `downcast_ref` on the dispatch. This is how [`TraceContext::current`] and explicit provider
+/// calls find the instrumented span they run in.
+#[derive(Clone, Copy)]
+pub(crate) struct WithContext(pub fn(&Dispatch, &Id, &mut dyn FnMut(&mut SpanData)));
+
+impl std::fmt::Debug for WithContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("WithContext")
+    }
+}
+
+/// A `tracing` layer that writes spans and well-known events to PostgreSQL, and the explicit
+/// provider at the same time (it implements [`ObservabilityProvider`]), so instrumented code and
+/// explicit calls land in the same traces.
+///
+/// Made by [`Builder::build_layer`](crate::Builder::build_layer). See the crate documentation for
+/// the mapping of spans, fields and events to rows.
+///
+/// [`ObservabilityProvider`]: crate::ObservabilityProvider
+#[derive(Debug, Clone)]
+pub struct PostgresLayer {
+    pub(crate) provider: PostgresProvider,
+    pub(crate) config: Arc<LayerConfig>,
+    with_context: Option<WithContext>,
+}
+
+/// What the layer keeps about an open span, in the registry's extensions.
+#[derive(Debug)]
+pub(crate) struct SpanData {
+    id: Uuid,
+    /// The parent's row id; `None` for the root and for the root's children (the root is the
+    /// trace, and spans directly under it have no parent span).
+    parent: Option<Uuid>,
+    is_root: bool,
+    trace_id: Uuid,
+    state: Arc<TraceState>,
+    started_at: DateTime<Utc>,
+    fields: Fields,
+    user_id: Option<Uuid>,
+    session_id: Option<String>,
+    kb_id: Option<Uuid>,
+    /// A span below this one (or an explicit call made in it) reported token usage: this
+    /// span's own usage is then not added to the trace (see the roll-up rule).
+    pub(crate) usage_below: bool,
+    error: Option<(String, Option<String>)>,
+    events: Vec<Value>,
+    events_dropped: u32,
+}
+
+impl SpanData {
+    /// The context explicit calls made inside this span use.
+    fn context(&self) -> TraceContext {
+        TraceContext {
+            trace_id: TraceId(self.trace_id),
+            span_id: (!self.is_root).then_some(crate::SpanId(self.id)),
+            user_id: self.user_id,
+            session_id: self.session_id.clone(),
+            kb_id: self.kb_id,
+            state: Arc::clone(&self.state),
+            origin: None,
+        }
+    }
+
+    /// Takes user, session and kb ids from the fields, where given.
+    fn apply_ids(&mut self, fields: &Fields) {
+        if let Some(v) = fields.get(Slot::UserId) {
+            self.user_id = parse_uuid(v).or(self.user_id);
+        }
+        if let Some(v) = fields.text(Slot::SessionId) {
+            self.session_id = Some(v);
+        }
+        if let Some(v) = fields.get(Slot::KbId) {
+            self.kb_id = parse_uuid(v).or(self.kb_id);
+        }
+    }
+}
+
+fn parse_uuid(v: &Val) -> Option<Uuid> {
+    v.as_str().and_then(|s| Uuid::try_parse(s.trim()).ok())
+}
+
+fn get_context<S>(dispatch: &Dispatch, id: &Id, f: &mut dyn FnMut(&mut SpanData))
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    let Some(subscriber) = dispatch.downcast_ref::<S>() else { return };
+    let Some(span) = subscriber.span(id) else { return };
+    let mut ext = span.extensions_mut();
+    if let Some(data) = ext.get_mut::<SpanData>() {
+        f(data);
+    }
+}
+
+impl TraceContext {
+    /// The context of the current instrumented span, when a [`PostgresLayer`] records it: its
+    /// trace, the span itself as the parent of new spans, and the user, session and kb ids it
+    /// carries or inherits. Explicit provider calls made with it join the instrumented trace.
+    ///
+    /// `None` outside any span, or when no `PostgresLayer` is installed.
+    pub fn current() -> Option<TraceContext> {
+        tracing::Span::current()
+            .with_subscriber(|(id, dispatch)| {
+                let hook = *dispatch.downcast_ref::<WithContext>()?;
+                let mut out = None;
+                (hook.0)(dispatch, id, &mut |data| {
+                    let mut ctx = data.context();
+                    ctx.origin = Some(crate::context::Origin {
+                        id: id.clone(),
+                        dispatch: dispatch.clone(),
+                        hook,
+                    });
+                    out = Some(ctx);
+                });
+                out
+            })
+            .flatten()
+    }
+}
+
+impl PostgresLayer {
+    pub(crate) fn new(provider: PostgresProvider, config: LayerConfig) -> Self {
+        Self { provider, config: Arc::new(config), with_context: None }
+    }
+
+    /// The provider this layer feeds (the same queue and writer).
+    pub fn provider(&self) -> &PostgresProvider {
+        &self.provider
+    }
+
+    /// The writer's counters now.
+    pub fn stats(&self) -> crate::Stats {
+        self.provider.stats()
+    }
+
+    fn limits(&self) -> &TextLimits {
+        &self.provider.handle.limits
+    }
+
+    fn push(&self, record: Record) {
+        self.provider.handle.queue.push(record);
+    }
+
+    /// The trace row of a root span (a start when `ended_at` is `None`).
+    fn trace_row(&self, name: &'static str, data: &SpanData, ended_at: Option<DateTime<Utc>>) -> TraceRow {
+        let l = self.limits();
+        let operation_type = data
+            .fields
+            .text(Slot::OperationType)
+            .map_or_else(|| clean_text(name, l.label), |s| clean_text(&s.to_ascii_lowercase(), l.label));
+        TraceRow {
+            id: data.trace_id,
+            name: clean_text(name, l.label),
+            operation_type,
+            user_id: data.user_id,
+            session_id: data.session_id.as_deref().map(|s| clean_text(s, l.label)),
+            kb_id: data.kb_id,
+            started_at: data.started_at,
+            ended_at,
+            duration_ms: ended_at.map(|e| millis(data.started_at, e)),
+            status: Status::InProgress,
+            error_type: None,
+            error_message: None,
+            prompt_tokens: None,
+            completion_tokens: None,
+            total_tokens: None,
+            total_cost_micros: None,
+            metadata: Value::Object(Map::new()),
+        }
+    }
+
+    /// The span row of a non-root span (a start when `ended_at` is `None`).
+    fn span_row(&self, name: &'static str, data: &SpanData) -> SpanRow {
+        SpanRow {
+            id: data.id,
+            trace_id: data.trace_id,
+            parent_span_id: data.parent,
+            name: clean_text(name, self.limits().label),
+            span_type: span_type(&data.fields).as_str().to_owned(),
+            started_at: data.started_at,
+            status: Some(Status::InProgress),
+            metadata: Value::Object(Map::new()),
+            ..SpanRow::default()
+        }
+    }
+
+    /// The span's metadata: fields without a column, attached events, ids that were not UUIDs.
+    fn metadata(&self, data: &mut SpanData) -> Value {
+        let mut m = data.fields.extra_json();
+        for slot in [Slot::UserId, Slot::KbId] {
+            if let Some(v) = data.fields.get(slot) {
+                if parse_uuid(v).is_none() {
+                    let key = if slot == Slot::UserId { "user_id" } else { "kb_id" };
+                    m.insert(key.to_owned(), v.clone().into_json());
+                }
+            }
+        }
+        if !data.events.is_empty() {
+            m.insert("events".to_owned(), Value::Array(std::mem::take(&mut data.events)));
+        }
+        if data.events_dropped > 0 {
+            m.insert("events_dropped".to_owned(), Value::from(data.events_dropped));
+        }
+        clean_json(Value::Object(m), self.limits().json_depth)
+    }
+
+    /// Tokens and cost (micro-dollars, with its source) the span reports.
+    fn usage(&self, f: &Fields) -> (Option<i64>, Option<i64>, Option<i64>, Option<&'static str>) {
+        let prompt = f.i64(Slot::PromptTokens).filter(|n| *n >= 0);
+        let completion = f.i64(Slot::CompletionTokens).filter(|n| *n >= 0);
+        let given = f.get(Slot::CostUsd).and_then(|v| match v {
+            Val::S(s) => s.trim().parse::<Decimal>().ok(),
+            other => other.as_f64().and_then(|x| Decimal::try_from(x).ok()),
+        });
+        if let Some(micros) = given.and_then(cost_to_micros) {
+            return (prompt, completion, Some(micros), Some("given"));
+        }
+        let computed = f.text(Slot::Model).and_then(|model| {
+            if prompt.is_none() && completion.is_none() {
+                return None;
+            }
+            self.config.prices.cost(&model, prompt.unwrap_or(0), completion.unwrap_or(0))
+        });
+        match computed.and_then(cost_to_micros) {
+            Some(micros) => (prompt, completion, Some(micros), Some("computed")),
+            None => (prompt, completion, None, None),
+        }
+    }
+
+    fn close_span(&self, name: &'static str, mut data: SpanData, counts: bool) {
+        let now = Utc::now();
+        let l = *self.limits();
+        let mut row = self.span_row(name, &data);
+        let f = &data.fields;
+        let (prompt, completion, cost, cost_source) = self.usage(f);
+        if counts {
+            data.state.totals.add(prompt, completion, cost);
+        }
+        row.ended_at = Some(now);
+        row.duration_ms = Some(millis(data.started_at, now));
+        let (status, error_type, error_message) = outcome(&data);
+        row.status = Some(status);
+        row.error_type = error_type.map(|s| clean_text(&s, l.label));
+        row.error_message = error_message.map(|s| clean_owned(s, l.error_message));
+        row.model = f.text(Slot::Model).map(|s| clean_text(&s, l.label));
+        row.prompt_tokens = prompt;
+        row.completion_tokens = completion;
+        row.cost_micros = cost;
+        row.cost_source = cost_source;
+        row.temperature = f.f64(Slot::Temperature).filter(|x| x.is_finite());
+        row.embedding_model = f.text(Slot::EmbeddingModel).map(|s| clean_text(&s, l.label));
+        row.vector_count = f.i64(Slot::VectorCount).filter(|n| *n >= 0);
+        row.vector_dimensions = f.i32(Slot::VectorDimensions).filter(|n| *n >= 0);
+        row.query_text = f.text(Slot::QueryText).map(|s| clean_owned(s, l.content));
+        row.result_count = f.i32(Slot::ResultCount).filter(|n| *n >= 0);
+        row.top_score = f.f64(Slot::TopScore).filter(|x| x.is_finite());
+        row.file_type = f.text(Slot::FileType).map(|s| clean_text(&s, l.label));
+        row.file_size_bytes = f.i64(Slot::FileSizeBytes).filter(|n| *n >= 0);
+        row.page_count = f.i32(Slot::PageCount).filter(|n| *n >= 0);
+        row.chunk_count = f.i32(Slot::ChunkCount).filter(|n| *n >= 0);
+        row.chunk_strategy = f.text(Slot::ChunkStrategy).map(|s| clean_text(&s, l.label));
+        row.vectors_upserted = f.i64(Slot::VectorsUpserted).filter(|n| *n >= 0);
+        row.collection_name = f.text(Slot::CollectionName).map(|s| clean_text(&s, l.label));
+        row.input_preview = f.text(Slot::InputPreview).map(|s| clean_owned(s, l.preview));
+        row.output_preview = f.text(Slot::OutputPreview).map(|s| clean_owned(s, l.preview));
+        row.metadata = self.metadata(&mut data);
+        self.push(Record::Span(Box::new(row)));
+    }
+
+    fn close_root(&self, name: &'static str, mut data: SpanData, counts: bool) {
+        let now = Utc::now();
+        let l = *self.limits();
+        let (prompt, completion, cost, _) = self.usage(&data.fields);
+        if counts {
+            data.state.totals.add(prompt, completion, cost);
+        }
+        let mut row = self.trace_row(name, &data, Some(now));
+        let (status, error_type, error_message) = outcome(&data);
+        row.status = status;
+        row.error_type = error_type.map(|s| clean_text(&s, l.label));
+        row.error_message = error_message.map(|s| clean_owned(s, l.error_message));
+        let (p, c, cost) = data.state.totals.snapshot();
+        row.prompt_tokens = Some(p);
+        row.completion_tokens = Some(c);
+        row.total_tokens = Some(p.saturating_add(c));
+        row.total_cost_micros = cost;
+        let mut metadata = self.metadata(&mut data);
+        // The root's own typed fields have no column in `traces`: keep them in metadata.
+        if let (Value::Object(m), Some(model)) = (&mut metadata, data.fields.text(Slot::Model)) {
+            m.insert("model".to_owned(), Value::String(clean_text(&model, l.label)));
+        }
+        row.metadata = metadata;
+        self.push(Record::Trace(Box::new(row)));
+    }
+
+    fn on_chat_event(&self, fields: Fields, span: Option<&SpanData>) {
+        let l = *self.limits();
+        let user_id = fields.get(Slot::UserId).and_then(parse_uuid).or(span.and_then(|s| s.user_id));
+        let kb_id = fields.get(Slot::KbId).and_then(parse_uuid).or(span.and_then(|s| s.kb_id));
+        let session_id = fields.text(Slot::SessionId).or_else(|| span.and_then(|s| s.session_id.clone()));
+        let (Some(user_id), Some(kb_id), Some(session_id)) = (user_id, kb_id, session_id) else {
+            self.provider
+                .handle
+                .queue
+                .reject("chat event: no session id, user id and kb id on the event or its spans");
+            return;
+        };
+        let json = |slot| {
+            let v = match fields.get(slot) {
+                None => return Value::Array(Vec::new()),
+                Some(Val::S(s)) => serde_json::from_str(s).unwrap_or_else(|_| Value::String(s.clone())),
+                Some(other) => other.clone().into_json(),
+            };
+            clean_json(v, l.json_depth)
+        };
+        let row = ChatMessageRow {
+            id: Uuid::now_v7(),
+            trace_id: span.map_or_else(Uuid::now_v7, |s| s.trace_id),
+            span_id: span.filter(|s| !s.is_root).map(|s| s.id),
+            session_id: clean_text(&session_id, l.label),
+            user_id,
+            kb_id,
+            role: clean_text(&fields.text(Slot::Role).unwrap_or_default().to_ascii_lowercase(), l.label),
+            content: clean_owned(fields.text(Slot::Content).unwrap_or_default(), l.content),
+            turn_number: fields.i32(Slot::TurnNumber).filter(|n| *n >= 0),
+            sources: json(Slot::Sources),
+            citations: json(Slot::Citations),
+            prompt_tokens: fields.i64(Slot::PromptTokens).filter(|n| *n >= 0),
+            completion_tokens: fields.i64(Slot::CompletionTokens).filter(|n| *n >= 0),
+            response_time_ms: fields.f64(Slot::ResponseTimeMs).filter(|x| x.is_finite() && *x >= 0.0),
+            created_at: Utc::now(),
+        };
+        self.push(Record::Chat(Box::new(row)));
+    }
+
+    fn on_document_event(&self, fields: Fields, span: Option<&SpanData>) {
+        let l = *self.limits();
+        let Some(document_id) = fields.get(Slot::DocumentId).and_then(parse_uuid) else {
+            self.provider.handle.queue.reject("document event: document_id is not a UUID");
+            return;
+        };
+        let status = fields
+            .text(Slot::Status)
+            .and_then(|s| DocumentEventStatus::parse(s.trim()))
+            .unwrap_or(DocumentEventStatus::Completed);
+        let now = Utc::now();
+        let duration = fields.f64(Slot::DurationMs).filter(|x| x.is_finite() && *x >= 0.0 && *x < 1e12);
+        let finished = status != DocumentEventStatus::Started;
+        let started_at = match duration {
+            Some(ms) if finished => now - chrono::TimeDelta::microseconds((ms * 1000.0) as i64),
+            _ => now,
+        };
+        let mut extra = fields.extra_json();
+        extra.remove("message");
+        if let Some(m) = fields.text(Slot::Message) {
+            extra.insert("message".to_owned(), Value::String(m));
+        }
+        let row = DocumentEventRow {
+            id: Uuid::now_v7(),
+            trace_id: span.map_or_else(Uuid::now_v7, |s| s.trace_id),
+            span_id: span.filter(|s| !s.is_root).map(|s| s.id),
+            document_id,
+            kb_id: fields.get(Slot::KbId).and_then(parse_uuid).or(span.and_then(|s| s.kb_id)),
+            event_type: clean_text(&fields.text(Slot::EventType).unwrap_or_default().to_ascii_lowercase(), l.label),
+            status: status.as_str().to_owned(),
+            started_at,
+            completed_at: finished.then_some(now),
+            duration_ms: duration,
+            extracted_pages: fields.i32(Slot::ExtractedPages).filter(|n| *n >= 0),
+            extracted_chars: fields.i64(Slot::ExtractedChars).filter(|n| *n >= 0),
+            tables_found: fields.i32(Slot::TablesFound).filter(|n| *n >= 0),
+            images_found: fields.i32(Slot::ImagesFound).filter(|n| *n >= 0),
+            chunks_created: fields.i32(Slot::ChunksCreated).filter(|n| *n >= 0),
+            avg_chunk_size: fields.i32(Slot::AvgChunkSize).filter(|n| *n >= 0),
+            vectors_generated: fields.i64(Slot::VectorsGenerated).filter(|n| *n >= 0),
+            embedding_model: fields
+                .text(Slot::EmbeddingModel)
+                .or_else(|| fields.text(Slot::Model))
+                .map(|s| clean_text(&s, l.label)),
+            vectors_upserted: fields.i64(Slot::VectorsUpserted).filter(|n| *n >= 0),
+            collection_name: fields.text(Slot::CollectionName).map(|s| clean_text(&s, l.label)),
+            error_type: fields.text(Slot::ErrorType).map(|s| clean_text(&s, l.label)),
+            error_message: fields
+                .text(Slot::ErrorMessage)
+                .or_else(|| fields.text(Slot::Error))
+                .map(|s| clean_owned(s, l.error_message)),
+            retryable: fields.bool(Slot::Retryable),
+            retry_count: fields.i32(Slot::RetryCount).filter(|n| *n >= 0),
+            metadata: clean_json(Value::Object(extra), l.json_depth),
+        };
+        self.push(Record::Document(Box::new(row)));
+    }
+}
+
+fn millis(start: DateTime<Utc>, end: DateTime<Utc>) -> f64 {
+    (end - start).num_microseconds().map_or(0.0, |us| us as f64 / 1000.0)
+}
+
+/// Status and error of a closing span; a span closed while its thread panics is an error.
+fn outcome(data: &SpanData) -> (Status, Option<String>, Option<String>) {
+    if let Some((ty, msg)) = &data.error {
+        return (Status::Error, Some(ty.clone()), msg.clone());
+    }
+    if let Some(err) = data.fields.get(Slot::Error) {
+        let ty = data.fields.text(Slot::ErrorType).unwrap_or_else(|| "error".to_owned());
+        let msg = data.fields.text(Slot::ErrorMessage).or_else(|| Some(err.to_text()));
+        return (Status::Error, Some(ty), msg);
+    }
+    if data.fields.has(Slot::ErrorType) || data.fields.has(Slot::ErrorMessage) {
+        return (
+            Status::Error,
+            Some(data.fields.text(Slot::ErrorType).unwrap_or_else(|| "error".to_owned())),
+            data.fields.text(Slot::ErrorMessage),
+        );
+    }
+    if std::thread::panicking() {
+        return (Status::Error, Some("panic".to_owned()), Some("the thread panicked while the span was open".to_owned()));
+    }
+    (Status::Success, None, None)
+}
+
+/// The span's type: from `span_type`, else `gen_ai.operation.name`, else
+/// `openinference.span.kind` (the lowest-ranked of these wins), else inferred from its fields.
+pub(crate) fn span_type(f: &Fields) -> SpanType {
+    if let Some(v) = f.get(Slot::SpanType) {
+        let text = v.to_text();
+        let lower = text.trim().to_ascii_lowercase();
+        return match lower.as_str() {
+            "chat" | "text_completion" | "generate_content" | "llm" | "generation" => SpanType::Llm,
+            "embeddings" | "embedding" => SpanType::Embedding,
+            "retrieval" | "retriever" => SpanType::Retrieval,
+            "reranker" | "rerank" => SpanType::Rerank,
+            "execute_tool" | "tool" => SpanType::Tool,
+            "invoke_agent" | "create_agent" | "agent" => SpanType::Agent,
+            "chain" | "internal" => SpanType::Internal,
+            _ => SpanType::parse(&lower).unwrap_or(SpanType::Internal),
+        };
+    }
+    if f.has(Slot::Model) || f.has(Slot::PromptTokens) || f.has(Slot::CompletionTokens) {
+        SpanType::Llm
+    } else if f.has(Slot::EmbeddingModel) || f.has(Slot::VectorCount) || f.has(Slot::VectorDimensions) {
+        SpanType::Embedding
+    } else if f.has(Slot::QueryText) || f.has(Slot::ResultCount) || f.has(Slot::TopScore) {
+        SpanType::Retrieval
+    } else if f.has(Slot::FileType) || f.has(Slot::PageCount) || f.has(Slot::FileSizeBytes) {
+        SpanType::Parse
+    } else if f.has(Slot::ChunkCount) || f.has(Slot::ChunkStrategy) {
+        SpanType::Chunk
+    } else if f.has(Slot::VectorsUpserted) || f.has(Slot::CollectionName) {
+        SpanType::Index
+    } else {
+        SpanType::Internal
+    }
+}
+
+/// What an event is, judged from its level and field names alone, before any value is
+/// formatted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum EventKind {
+    Chat,
+    Document,
+    Error,
+    Attach,
+    Ignore,
+}
+
+fn event_kind(event: &Event<'_>, attach: LevelFilter) -> EventKind {
+    let meta = event.metadata();
+    let mut role = false;
+    let mut content = false;
+    let mut document = false;
+    let mut event_type = false;
+    let mut error = false;
+    for field in meta.fields() {
+        match crate::fields::slot_of(field.name()) {
+            Some((Slot::Role, _)) => role = true,
+            Some((Slot::Content, _)) => content = true,
+            Some((Slot::DocumentId, _)) => document = true,
+            Some((Slot::EventType, _)) => event_type = true,
+            Some((Slot::Error | Slot::ErrorType | Slot::ErrorMessage, _)) => error = true,
+            _ => {}
+        }
+    }
+    if role && content {
+        EventKind::Chat
+    } else if document && event_type {
+        EventKind::Document
+    } else if error || *meta.level() == Level::ERROR {
+        EventKind::Error
+    } else if attach >= *meta.level() {
+        EventKind::Attach
+    } else {
+        EventKind::Ignore
+    }
+}
+
+impl<S> tracing_subscriber::Layer<S> for PostgresLayer
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    fn on_layer(&mut self, _subscriber: &mut S) {
+        self.with_context = Some(WithContext(get_context::<S>));
+    }
+
+    fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
+        if on_writer_thread() {
+            return;
+        }
+        let mut fields = Fields::default();
+        attrs.record(&mut Collector(&mut fields));
+        let Some(span) = ctx.span(id) else { return };
+        // The parent's ids, read and released before this span's extensions are locked.
+        let inherited = span.parent().and_then(|parent| {
+            let ext = parent.extensions();
+            ext.get::<SpanData>().map(|p| {
+                (
+                    p.trace_id,
+                    Arc::clone(&p.state),
+                    (!p.is_root).then_some(p.id),
+                    p.user_id,
+                    p.session_id.clone(),
+                    p.kb_id,
+                )
+            })
+        });
+        let is_root = inherited.is_none();
+        let (trace_id, state, parent, user_id, session_id, kb_id) =
+            inherited.unwrap_or_else(|| (Uuid::now_v7(), Arc::default(), None, None, None, None));
+        let mut data = SpanData {
+            id: if is_root { trace_id } else { Uuid::now_v7() },
+            parent,
+            is_root,
+            trace_id,
+            state,
+            started_at: Utc::now(),
+            fields,
+            user_id,
+            session_id,
+            kb_id,
+            usage_below: false,
+            error: None,
+            events: Vec::new(),
+            events_dropped: 0,
+        };
+        let own = std::mem::take(&mut data.fields);
+        data.apply_ids(&own);
+        data.fields = own;
+        let name = span.name();
+        if is_root {
+            let row = self.trace_row(name, &data, None);
+            self.push(Record::Trace(Box::new(row)));
+        } else if self.config.span_starts {
+            let row = self.span_row(name, &data);
+            self.push(Record::Span(Box::new(row)));
+        }
+        span.extensions_mut().insert(data);
+    }
+
+    fn on_record(&self, id: &Id, values: &SpanValues<'_>, ctx: Context<'_, S>) {
+        if on_writer_thread() {
+            return;
+        }
+        let mut later = Fields::default();
+        values.record(&mut Collector(&mut later));
+        let Some(span) = ctx.span(id) else { return };
+        let mut ext = span.extensions_mut();
+        if let Some(data) = ext.get_mut::<SpanData>() {
+            data.apply_ids(&later);
+            data.fields.merge(later);
+        }
+    }
+
+    fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
+        if on_writer_thread() {
+            return;
+        }
+        let kind = event_kind(event, self.config.attach_events);
+        if kind == EventKind::Ignore {
+            return;
+        }
+        let span = ctx.event_span(event);
+        if span.is_none() && matches!(kind, EventKind::Error | EventKind::Attach) {
+            // Outside any span there is nothing to attach to: left out.
+            return;
+        }
+        let mut fields = Fields::default();
+        event.record(&mut Collector(&mut fields));
+        match kind {
+            EventKind::Chat | EventKind::Document => {
+                let ext = span.as_ref().map(|s| s.extensions());
+                let data = ext.as_ref().and_then(|e| e.get::<SpanData>());
+                if kind == EventKind::Chat {
+                    self.on_chat_event(fields, data);
+                } else {
+                    self.on_document_event(fields, data);
+                }
+            }
+            EventKind::Error => {
+                let Some(span) = span else { return };
+                let ty = fields.text(Slot::ErrorType).unwrap_or_else(|| "error".to_owned());
+                let msg = fields
+                    .text(Slot::ErrorMessage)
+                    .or_else(|| fields.text(Slot::Error))
+                    .or_else(|| fields.text(Slot::Message));
+                let mut ext = span.extensions_mut();
+                if let Some(data) = ext.get_mut::<SpanData>() {
+                    data.error = Some((ty, msg));
+                }
+            }
+            EventKind::Attach => {
+                let Some(span) = span else { return };
+                let meta = event.metadata();
+                let max = self.config.max_events_per_span;
+                let mut ext = span.extensions_mut();
+                let Some(data) = ext.get_mut::<SpanData>() else { return };
+                if data.events.len() >= max {
+                    data.events_dropped = data.events_dropped.saturating_add(1);
+                    return;
+                }
+                let mut obj = Map::new();
+                obj.insert("level".to_owned(), Value::String(meta.level().to_string()));
+                obj.insert("target".to_owned(), Value::String(meta.target().to_owned()));
+                obj.insert("at".to_owned(), Value::String(Utc::now().to_rfc3339()));
+                if let Some(m) = fields.take(Slot::Message) {
+                    obj.insert("message".to_owned(), m.into_json());
+                }
+                obj.extend(fields.extra_json());
+                data.events.push(Value::Object(obj));
+            }
+            EventKind::Ignore => {}
+        }
+    }
+
+    fn on_close(&self, id: Id, ctx: Context<'_, S>) {
+        if on_writer_thread() {
+            return;
+        }
+        let Some(span) = ctx.span(&id) else { return };
+        let Some(data) = span.extensions_mut().remove::<SpanData>() else { return };
+        // Roll-up rule: usage counts once, at the deepest span that reports it. A span with
+        // usage (or with usage below it) marks its parent, whose own usage then does not count.
+        let own_usage = data.fields.has_usage();
+        let counts = own_usage && !data.usage_below;
+        if own_usage || data.usage_below {
+            if let Some(parent) = span.parent() {
+                if let Some(p) = parent.extensions_mut().get_mut::<SpanData>() {
+                    p.usage_below = true;
+                }
+            }
+        }
+        let name = span.name();
+        if data.is_root {
+            self.close_root(name, data, counts);
+        } else {
+            self.close_span(name, data, counts);
+        }
+    }
+
+    unsafe fn downcast_raw(&self, id: TypeId) -> Option<*const ()> {
+        if id == TypeId::of::<Self>() {
+            Some(self as *const Self as *const ())
+        } else if id == TypeId::of::<WithContext>() {
+            self.with_context.as_ref().map(|w| w as *const WithContext as *const ())
+        } else {
+            None
+        }
+    }
+}
+
+/// The layer is also the provider: explicit calls go to the same queue.
+impl crate::ObservabilityProvider for PostgresLayer {
+    fn name(&self) -> &str {
+        self.provider.name()
+    }
+    fn enabled(&self) -> bool {
+        self.provider.enabled()
+    }
+    fn start_trace(
+        &self,
+        ctx: &TraceContext,
+        name: &str,
+        operation_type: crate::OperationType,
+        metadata: Option<Value>,
+    ) {
+        self.provider.start_trace(ctx, name, operation_type, metadata);
+    }
+    fn end_trace(&self, ctx: &TraceContext, outcome: crate::Outcome, totals: crate::TraceTotals) {
+        self.provider.end_trace(ctx, outcome, totals);
+    }
+    fn start_span(
+        &self,
+        ctx: &TraceContext,
+        name: &str,
+        span_type: SpanType,
+        metadata: Option<Value>,
+    ) -> crate::SpanId {
+        self.provider.start_span(ctx, name, span_type, metadata)
+    }
+    fn end_span(&self, ctx: &TraceContext, span_id: crate::SpanId, end: crate::SpanEnd) {
+        self.provider.end_span(ctx, span_id, end);
+    }
+    fn log_llm_call(&self, ctx: &TraceContext, call: crate::LlmCall) -> crate::SpanId {
+        self.provider.log_llm_call(ctx, call)
+    }
+    fn log_chat_message(&self, ctx: &TraceContext, message: crate::ChatMessage) {
+        self.provider.log_chat_message(ctx, message);
+    }
+    fn log_document_event(&self, ctx: &TraceContext, event: crate::DocumentEvent) {
+        self.provider.log_document_event(ctx, event);
+    }
+}
