@@ -14,6 +14,7 @@ use crate::layer::{LayerConfig, PostgresLayer};
 use crate::prices::PriceTable;
 use crate::provider::PostgresProvider;
 use crate::queue::{Queue, Shared, Stats};
+use crate::record::Record;
 use crate::sanitize::TextLimits;
 use crate::writer::{self, Control, WriterConfig};
 
@@ -228,6 +229,7 @@ impl Builder {
         };
         let thread = writer::spawn(config, rx, control_rx, Arc::clone(&shared))
             .map_err(BuildError::Spawn)?;
+        let keep_open = tx.clone();
         let handle = Arc::new(Handle {
             queue: Queue::new(tx, self.max_queue_bytes, Arc::clone(&shared)),
             limits: self.limits,
@@ -237,6 +239,7 @@ impl Builder {
             shared,
             thread: Some(thread),
             timeout: self.shutdown_timeout,
+            _keep_open: keep_open,
         };
         Ok((PostgresProvider { handle }, guard))
     }
@@ -274,6 +277,9 @@ pub struct WriterGuard {
     shared: Arc<Shared>,
     thread: Option<JoinHandle<()>>,
     timeout: Duration,
+    /// Keeps the queue open while the guard lives, so the writer outlives every layer and
+    /// provider handle until the guard's flush or shutdown.
+    _keep_open: Sender<Record>,
 }
 
 impl WriterGuard {

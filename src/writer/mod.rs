@@ -37,6 +37,11 @@ pub(crate) fn on_writer_thread() -> bool {
     ON_WRITER.with(Cell::get)
 }
 
+/// Marks the current thread as a writer's.
+pub(crate) fn mark_writer_thread() {
+    ON_WRITER.with(|f| f.set(true));
+}
+
 /// First pause after a transient failure; doubled each time up to [`MAX_BACKOFF`].
 const INITIAL_BACKOFF: Duration = Duration::from_millis(50);
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
@@ -73,10 +78,10 @@ pub(crate) fn spawn(
     std::thread::Builder::new()
         .name("tracing-postgres-writer".into())
         .spawn(move || {
-            ON_WRITER.with(|f| f.set(true));
+            mark_writer_thread();
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
-                .on_thread_start(|| ON_WRITER.with(|f| f.set(true)))
+                .on_thread_start(mark_writer_thread)
                 .thread_name("tracing-postgres-blocking")
                 .build();
             let runtime = match runtime {
