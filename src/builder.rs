@@ -22,7 +22,7 @@ use crate::writer::{self, Control, WriterConfig};
 #[derive(Debug, Clone)]
 enum Target {
     Url(String),
-    Options(PgConnectOptions),
+    Options(Box<PgConnectOptions>),
 }
 
 /// Builds a [`PostgresProvider`] and the [`WriterGuard`] of its background writer.
@@ -107,7 +107,7 @@ impl Builder {
 
     /// Writes to the database these options describe.
     pub fn from_options(options: PgConnectOptions) -> Self {
-        Self::with_target(Target::Options(options))
+        Self::with_target(Target::Options(Box::new(options)))
     }
 
     fn with_target(target: Target) -> Self {
@@ -215,7 +215,7 @@ impl Builder {
     pub fn build(self) -> Result<(PostgresProvider, WriterGuard), BuildError> {
         let connect = match self.target {
             Target::Url(url) => PgConnectOptions::from_str(&url).map_err(BuildError::InvalidUrl)?,
-            Target::Options(o) => o,
+            Target::Options(o) => *o,
         }
         .application_name("tracing-postgres");
         let (tx, rx) = crossbeam_channel::bounded(self.queue_capacity);

@@ -134,12 +134,19 @@ pub(crate) struct Totals {
 }
 
 impl Totals {
-    pub(crate) fn add(&self, prompt: Option<i64>, completion: Option<i64>, cost_micros: Option<i64>) {
+    pub(crate) fn add(
+        &self,
+        prompt: Option<i64>,
+        completion: Option<i64>,
+        cost_micros: Option<i64>,
+    ) {
         if let Some(p) = prompt {
-            self.prompt_tokens.fetch_add(p.max(0) as u64, Ordering::Relaxed);
+            self.prompt_tokens
+                .fetch_add(p.max(0) as u64, Ordering::Relaxed);
         }
         if let Some(c) = completion {
-            self.completion_tokens.fetch_add(c.max(0) as u64, Ordering::Relaxed);
+            self.completion_tokens
+                .fetch_add(c.max(0) as u64, Ordering::Relaxed);
         }
         if let Some(c) = cost_micros {
             self.cost_micros.fetch_add(c, Ordering::Relaxed);
@@ -148,8 +155,14 @@ impl Totals {
     }
 
     pub(crate) fn snapshot(&self) -> (i64, i64, Option<i64>) {
-        let p = self.prompt_tokens.load(Ordering::Relaxed).min(i64::MAX as u64) as i64;
-        let c = self.completion_tokens.load(Ordering::Relaxed).min(i64::MAX as u64) as i64;
+        let p = self
+            .prompt_tokens
+            .load(Ordering::Relaxed)
+            .min(i64::MAX as u64) as i64;
+        let c = self
+            .completion_tokens
+            .load(Ordering::Relaxed)
+            .min(i64::MAX as u64) as i64;
         let cost = self
             .has_cost
             .load(Ordering::Relaxed)

@@ -217,7 +217,9 @@ impl Val {
         match self {
             Val::I(v) => J::from(v),
             Val::U(v) => J::from(v),
-            Val::F(v) => serde_json::Number::from_f64(v).map_or_else(|| J::String(v.to_string()), J::Number),
+            Val::F(v) => {
+                serde_json::Number::from_f64(v).map_or_else(|| J::String(v.to_string()), J::Number)
+            }
             Val::B(v) => J::Bool(v),
             Val::S(s) => J::String(s),
         }
@@ -265,7 +267,10 @@ impl Fields {
     }
 
     pub fn get(&self, slot: Slot) -> Option<&Val> {
-        self.known.iter().find(|(s, _, _)| *s == slot).map(|(_, _, v)| v)
+        self.known
+            .iter()
+            .find(|(s, _, _)| *s == slot)
+            .map(|(_, _, v)| v)
     }
 
     pub fn take(&mut self, slot: Slot) -> Option<Val> {

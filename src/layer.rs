@@ -56,7 +56,10 @@ impl Default for LayerConfig {
 /// `downcast_ref` on the dispatch. This is how [`TraceContext::current`] and explicit provider
 /// calls find the instrumented span they run in.
 #[derive(Clone, Copy)]
-pub(crate) struct WithContext(pub fn(&Dispatch, &Id, &mut dyn FnMut(&mut SpanData)));
+pub(crate) struct WithContext(pub VisitSpanData);
+
+/// Calls the closure with the span's data, if the span is recorded by a `PostgresLayer`.
+pub(crate) type VisitSpanData = fn(&Dispatch, &Id, &mut dyn FnMut(&mut SpanData));
 
 impl std::fmt::Debug for WithContext {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -138,8 +141,12 @@ fn get_context<S>(dispatch: &Dispatch, id: &Id, f: &mut dyn FnMut(&mut SpanData)
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
-    let Some(subscriber) = dispatch.downcast_ref::<S>() else { return };
-    let Some(span) = subscriber.span(id) else { return };
+    let Some(subscriber) = dispatch.downcast_ref::<S>() else {
+        return;
+    };
+    let Some(span) = subscriber.span(id) else {
+        return;
+    };
     let mut ext = span.extensions_mut();
     if let Some(data) = ext.get_mut::<SpanData>() {
         f(data);
@@ -174,7 +181,11 @@ impl TraceContext {
 
 impl PostgresLayer {
     pub(crate) fn new(provider: PostgresProvider, config: LayerConfig) -> Self {
-        Self { provider, config: Arc::new(config), with_context: None }
+        Self {
+            provider,
+            config: Arc::new(config),
+            with_context: None,
+        }
     }
 
     /// The provider this layer feeds (the same queue and writer).
@@ -196,12 +207,17 @@ impl PostgresLayer {
     }
 
     /// The trace row of a root span (a start when `ended_at` is `None`).
-    fn trace_row(&self, name: &'static str, data: &SpanData, ended_at: Option<DateTime<Utc>>) -> TraceRow {
+    fn trace_row(
+        &self,
+        name: &'static str,
+        data: &SpanData,
+        ended_at: Option<DateTime<Utc>>,
+    ) -> TraceRow {
         let l = self.limits();
-        let operation_type = data
-            .fields
-            .text(Slot::OperationType)
-            .map_or_else(|| clean_text(name, l.label), |s| clean_text(&s.to_ascii_lowercase(), l.label));
+        let operation_type = data.fields.text(Slot::OperationType).map_or_else(
+            || clean_text(name, l.label),
+            |s| clean_text(&s.to_ascii_lowercase(), l.label),
+        );
         TraceRow {
             id: data.trace_id,
             name: clean_text(name, l.label),
@@ -242,18 +258,27 @@ impl PostgresLayer {
     fn metadata(&self, data: &mut SpanData) -> Value {
         let mut m = data.fields.extra_json();
         for slot in [Slot::UserId, Slot::KbId] {
-            if let Some(v) = data.fields.get(slot) {
-                if parse_uuid(v).is_none() {
-                    let key = if slot == Slot::UserId { "user_id" } else { "kb_id" };
-                    m.insert(key.to_owned(), v.clone().into_json());
-                }
+            // An id that is not a UUID has no column to go to: keep it as given.
+            if let Some(v) = data.fields.get(slot).filter(|v| parse_uuid(v).is_none()) {
+                let key = if slot == Slot::UserId {
+                    "user_id"
+                } else {
+                    "kb_id"
+                };
+                m.insert(key.to_owned(), v.clone().into_json());
             }
         }
         if !data.events.is_empty() {
-            m.insert("events".to_owned(), Value::Array(std::mem::take(&mut data.events)));
+            m.insert(
+                "events".to_owned(),
+                Value::Array(std::mem::take(&mut data.events)),
+            );
         }
         if data.events_dropped > 0 {
-            m.insert("events_dropped".to_owned(), Value::from(data.events_dropped));
+            m.insert(
+                "events_dropped".to_owned(),
+                Value::from(data.events_dropped),
+            );
         }
         clean_json(Value::Object(m), self.limits().json_depth)
     }
@@ -273,7 +298,9 @@ impl PostgresLayer {
             if prompt.is_none() && completion.is_none() {
                 return None;
             }
-            self.config.prices.cost(&model, prompt.unwrap_or(0), completion.unwrap_or(0))
+            self.config
+                .prices
+                .cost(&model, prompt.unwrap_or(0), completion.unwrap_or(0))
         });
         match computed.and_then(cost_to_micros) {
             Some(micros) => (prompt, completion, Some(micros), Some("computed")),
@@ -302,7 +329,9 @@ impl PostgresLayer {
         row.cost_micros = cost;
         row.cost_source = cost_source;
         row.temperature = f.f64(Slot::Temperature).filter(|x| x.is_finite());
-        row.embedding_model = f.text(Slot::EmbeddingModel).map(|s| clean_text(&s, l.label));
+        row.embedding_model = f
+            .text(Slot::EmbeddingModel)
+            .map(|s| clean_text(&s, l.label));
         row.vector_count = f.i64(Slot::VectorCount).filter(|n| *n >= 0);
         row.vector_dimensions = f.i32(Slot::VectorDimensions).filter(|n| *n >= 0);
         row.query_text = f.text(Slot::QueryText).map(|s| clean_owned(s, l.content));
@@ -314,9 +343,15 @@ impl PostgresLayer {
         row.chunk_count = f.i32(Slot::ChunkCount).filter(|n| *n >= 0);
         row.chunk_strategy = f.text(Slot::ChunkStrategy).map(|s| clean_text(&s, l.label));
         row.vectors_upserted = f.i64(Slot::VectorsUpserted).filter(|n| *n >= 0);
-        row.collection_name = f.text(Slot::CollectionName).map(|s| clean_text(&s, l.label));
-        row.input_preview = f.text(Slot::InputPreview).map(|s| clean_owned(s, l.preview));
-        row.output_preview = f.text(Slot::OutputPreview).map(|s| clean_owned(s, l.preview));
+        row.collection_name = f
+            .text(Slot::CollectionName)
+            .map(|s| clean_text(&s, l.label));
+        row.input_preview = f
+            .text(Slot::InputPreview)
+            .map(|s| clean_owned(s, l.preview));
+        row.output_preview = f
+            .text(Slot::OutputPreview)
+            .map(|s| clean_owned(s, l.preview));
         row.metadata = self.metadata(&mut data);
         self.push(Record::Span(Box::new(row)));
     }
@@ -341,7 +376,10 @@ impl PostgresLayer {
         let mut metadata = self.metadata(&mut data);
         // The root's own typed fields have no column in `traces`: keep them in metadata.
         if let (Value::Object(m), Some(model)) = (&mut metadata, data.fields.text(Slot::Model)) {
-            m.insert("model".to_owned(), Value::String(clean_text(&model, l.label)));
+            m.insert(
+                "model".to_owned(),
+                Value::String(clean_text(&model, l.label)),
+            );
         }
         row.metadata = metadata;
         self.push(Record::Trace(Box::new(row)));
@@ -349,9 +387,17 @@ impl PostgresLayer {
 
     fn on_chat_event(&self, fields: Fields, span: Option<&SpanData>) {
         let l = *self.limits();
-        let user_id = fields.get(Slot::UserId).and_then(parse_uuid).or(span.and_then(|s| s.user_id));
-        let kb_id = fields.get(Slot::KbId).and_then(parse_uuid).or(span.and_then(|s| s.kb_id));
-        let session_id = fields.text(Slot::SessionId).or_else(|| span.and_then(|s| s.session_id.clone()));
+        let user_id = fields
+            .get(Slot::UserId)
+            .and_then(parse_uuid)
+            .or(span.and_then(|s| s.user_id));
+        let kb_id = fields
+            .get(Slot::KbId)
+            .and_then(parse_uuid)
+            .or(span.and_then(|s| s.kb_id));
+        let session_id = fields
+            .text(Slot::SessionId)
+            .or_else(|| span.and_then(|s| s.session_id.clone()));
         let (Some(user_id), Some(kb_id), Some(session_id)) = (user_id, kb_id, session_id) else {
             self.provider
                 .handle
@@ -362,7 +408,9 @@ impl PostgresLayer {
         let json = |slot| {
             let v = match fields.get(slot) {
                 None => return Value::Array(Vec::new()),
-                Some(Val::S(s)) => serde_json::from_str(s).unwrap_or_else(|_| Value::String(s.clone())),
+                Some(Val::S(s)) => {
+                    serde_json::from_str(s).unwrap_or_else(|_| Value::String(s.clone()))
+                }
                 Some(other) => other.clone().into_json(),
             };
             clean_json(v, l.json_depth)
@@ -374,14 +422,22 @@ impl PostgresLayer {
             session_id: clean_text(&session_id, l.label),
             user_id,
             kb_id,
-            role: clean_text(&fields.text(Slot::Role).unwrap_or_default().to_ascii_lowercase(), l.label),
+            role: clean_text(
+                &fields
+                    .text(Slot::Role)
+                    .unwrap_or_default()
+                    .to_ascii_lowercase(),
+                l.label,
+            ),
             content: clean_owned(fields.text(Slot::Content).unwrap_or_default(), l.content),
             turn_number: fields.i32(Slot::TurnNumber).filter(|n| *n >= 0),
             sources: json(Slot::Sources),
             citations: json(Slot::Citations),
             prompt_tokens: fields.i64(Slot::PromptTokens).filter(|n| *n >= 0),
             completion_tokens: fields.i64(Slot::CompletionTokens).filter(|n| *n >= 0),
-            response_time_ms: fields.f64(Slot::ResponseTimeMs).filter(|x| x.is_finite() && *x >= 0.0),
+            response_time_ms: fields
+                .f64(Slot::ResponseTimeMs)
+                .filter(|x| x.is_finite() && *x >= 0.0),
             created_at: Utc::now(),
         };
         self.push(Record::Chat(Box::new(row)));
@@ -390,7 +446,10 @@ impl PostgresLayer {
     fn on_document_event(&self, fields: Fields, span: Option<&SpanData>) {
         let l = *self.limits();
         let Some(document_id) = fields.get(Slot::DocumentId).and_then(parse_uuid) else {
-            self.provider.handle.queue.reject("document event: document_id is not a UUID");
+            self.provider
+                .handle
+                .queue
+                .reject("document event: document_id is not a UUID");
             return;
         };
         let status = fields
@@ -398,7 +457,9 @@ impl PostgresLayer {
             .and_then(|s| DocumentEventStatus::parse(s.trim()))
             .unwrap_or(DocumentEventStatus::Completed);
         let now = Utc::now();
-        let duration = fields.f64(Slot::DurationMs).filter(|x| x.is_finite() && *x >= 0.0 && *x < 1e12);
+        let duration = fields
+            .f64(Slot::DurationMs)
+            .filter(|x| x.is_finite() && *x >= 0.0 && *x < 1e12);
         let finished = status != DocumentEventStatus::Started;
         let started_at = match duration {
             Some(ms) if finished => now - chrono::TimeDelta::microseconds((ms * 1000.0) as i64),
@@ -414,8 +475,17 @@ impl PostgresLayer {
             trace_id: span.map_or_else(Uuid::now_v7, |s| s.trace_id),
             span_id: span.filter(|s| !s.is_root).map(|s| s.id),
             document_id,
-            kb_id: fields.get(Slot::KbId).and_then(parse_uuid).or(span.and_then(|s| s.kb_id)),
-            event_type: clean_text(&fields.text(Slot::EventType).unwrap_or_default().to_ascii_lowercase(), l.label),
+            kb_id: fields
+                .get(Slot::KbId)
+                .and_then(parse_uuid)
+                .or(span.and_then(|s| s.kb_id)),
+            event_type: clean_text(
+                &fields
+                    .text(Slot::EventType)
+                    .unwrap_or_default()
+                    .to_ascii_lowercase(),
+                l.label,
+            ),
             status: status.as_str().to_owned(),
             started_at,
             completed_at: finished.then_some(now),
@@ -432,8 +502,12 @@ impl PostgresLayer {
                 .or_else(|| fields.text(Slot::Model))
                 .map(|s| clean_text(&s, l.label)),
             vectors_upserted: fields.i64(Slot::VectorsUpserted).filter(|n| *n >= 0),
-            collection_name: fields.text(Slot::CollectionName).map(|s| clean_text(&s, l.label)),
-            error_type: fields.text(Slot::ErrorType).map(|s| clean_text(&s, l.label)),
+            collection_name: fields
+                .text(Slot::CollectionName)
+                .map(|s| clean_text(&s, l.label)),
+            error_type: fields
+                .text(Slot::ErrorType)
+                .map(|s| clean_text(&s, l.label)),
             error_message: fields
                 .text(Slot::ErrorMessage)
                 .or_else(|| fields.text(Slot::Error))
@@ -447,7 +521,9 @@ impl PostgresLayer {
 }
 
 fn millis(start: DateTime<Utc>, end: DateTime<Utc>) -> f64 {
-    (end - start).num_microseconds().map_or(0.0, |us| us as f64 / 1000.0)
+    (end - start)
+        .num_microseconds()
+        .map_or(0.0, |us| us as f64 / 1000.0)
 }
 
 /// Status and error of a closing span; a span closed while its thread panics is an error.
@@ -456,19 +532,33 @@ fn outcome(data: &SpanData) -> (Status, Option<String>, Option<String>) {
         return (Status::Error, Some(ty.clone()), msg.clone());
     }
     if let Some(err) = data.fields.get(Slot::Error) {
-        let ty = data.fields.text(Slot::ErrorType).unwrap_or_else(|| "error".to_owned());
-        let msg = data.fields.text(Slot::ErrorMessage).or_else(|| Some(err.to_text()));
+        let ty = data
+            .fields
+            .text(Slot::ErrorType)
+            .unwrap_or_else(|| "error".to_owned());
+        let msg = data
+            .fields
+            .text(Slot::ErrorMessage)
+            .or_else(|| Some(err.to_text()));
         return (Status::Error, Some(ty), msg);
     }
     if data.fields.has(Slot::ErrorType) || data.fields.has(Slot::ErrorMessage) {
         return (
             Status::Error,
-            Some(data.fields.text(Slot::ErrorType).unwrap_or_else(|| "error".to_owned())),
+            Some(
+                data.fields
+                    .text(Slot::ErrorType)
+                    .unwrap_or_else(|| "error".to_owned()),
+            ),
             data.fields.text(Slot::ErrorMessage),
         );
     }
     if std::thread::panicking() {
-        return (Status::Error, Some("panic".to_owned()), Some("the thread panicked while the span was open".to_owned()));
+        return (
+            Status::Error,
+            Some("panic".to_owned()),
+            Some("the thread panicked while the span was open".to_owned()),
+        );
     }
     (Status::Success, None, None)
 }
@@ -492,7 +582,10 @@ pub(crate) fn span_type(f: &Fields) -> SpanType {
     }
     if f.has(Slot::Model) || f.has(Slot::PromptTokens) || f.has(Slot::CompletionTokens) {
         SpanType::Llm
-    } else if f.has(Slot::EmbeddingModel) || f.has(Slot::VectorCount) || f.has(Slot::VectorDimensions) {
+    } else if f.has(Slot::EmbeddingModel)
+        || f.has(Slot::VectorCount)
+        || f.has(Slot::VectorDimensions)
+    {
         SpanType::Embedding
     } else if f.has(Slot::QueryText) || f.has(Slot::ResultCount) || f.has(Slot::TopScore) {
         SpanType::Retrieval
@@ -651,7 +744,9 @@ where
             }
             EventKind::Error => {
                 let Some(span) = span else { return };
-                let ty = fields.text(Slot::ErrorType).unwrap_or_else(|| "error".to_owned());
+                let ty = fields
+                    .text(Slot::ErrorType)
+                    .unwrap_or_else(|| "error".to_owned());
                 let msg = fields
                     .text(Slot::ErrorMessage)
                     .or_else(|| fields.text(Slot::Error))
@@ -666,7 +761,9 @@ where
                 let meta = event.metadata();
                 let max = self.config.max_events_per_span;
                 let mut ext = span.extensions_mut();
-                let Some(data) = ext.get_mut::<SpanData>() else { return };
+                let Some(data) = ext.get_mut::<SpanData>() else {
+                    return;
+                };
                 if data.events.len() >= max {
                     data.events_dropped = data.events_dropped.saturating_add(1);
                     return;
@@ -690,16 +787,17 @@ where
             return;
         }
         let Some(span) = ctx.span(&id) else { return };
-        let Some(data) = span.extensions_mut().remove::<SpanData>() else { return };
+        let Some(data) = span.extensions_mut().remove::<SpanData>() else {
+            return;
+        };
         // Roll-up rule: usage counts once, at the deepest span that reports it. A span with
         // usage (or with usage below it) marks its parent, whose own usage then does not count.
         let own_usage = data.fields.has_usage();
         let counts = own_usage && !data.usage_below;
-        if own_usage || data.usage_below {
-            if let Some(parent) = span.parent() {
-                if let Some(p) = parent.extensions_mut().get_mut::<SpanData>() {
-                    p.usage_below = true;
-                }
+        if let Some(parent) = span.parent().filter(|_| own_usage || data.usage_below) {
+            let mut ext = parent.extensions_mut();
+            if let Some(p) = ext.get_mut::<SpanData>() {
+                p.usage_below = true;
             }
         }
         let name = span.name();
@@ -714,7 +812,9 @@ where
         if id == TypeId::of::<Self>() {
             Some(self as *const Self as *const ())
         } else if id == TypeId::of::<WithContext>() {
-            self.with_context.as_ref().map(|w| w as *const WithContext as *const ())
+            self.with_context
+                .as_ref()
+                .map(|w| w as *const WithContext as *const ())
         } else {
             None
         }
@@ -736,7 +836,8 @@ impl crate::ObservabilityProvider for PostgresLayer {
         operation_type: crate::OperationType,
         metadata: Option<Value>,
     ) {
-        self.provider.start_trace(ctx, name, operation_type, metadata);
+        self.provider
+            .start_trace(ctx, name, operation_type, metadata);
     }
     fn end_trace(&self, ctx: &TraceContext, outcome: crate::Outcome, totals: crate::TraceTotals) {
         self.provider.end_trace(ctx, outcome, totals);

@@ -37,8 +37,17 @@ impl PriceTable {
 
     /// Adds a model pattern with its input (prompt) and output (completion) prices per 1,000
     /// tokens, in US dollars.
-    pub fn with(mut self, pattern: impl Into<String>, input_per_1k: Decimal, output_per_1k: Decimal) -> Self {
-        self.entries.push(Price { pattern: pattern.into(), input_per_1k, output_per_1k });
+    pub fn with(
+        mut self,
+        pattern: impl Into<String>,
+        input_per_1k: Decimal,
+        output_per_1k: Decimal,
+    ) -> Self {
+        self.entries.push(Price {
+            pattern: pattern.into(),
+            input_per_1k,
+            output_per_1k,
+        });
         self
     }
 
@@ -46,8 +55,12 @@ impl PriceTable {
     pub fn cost(&self, model: &str, prompt_tokens: i64, completion_tokens: i64) -> Option<Decimal> {
         let p = self.entries.iter().find(|p| glob(&p.pattern, model))?;
         let thousand = Decimal::from(1000);
-        let input = p.input_per_1k.checked_mul(Decimal::from(prompt_tokens.max(0)))?;
-        let output = p.output_per_1k.checked_mul(Decimal::from(completion_tokens.max(0)))?;
+        let input = p
+            .input_per_1k
+            .checked_mul(Decimal::from(prompt_tokens.max(0)))?;
+        let output = p
+            .output_per_1k
+            .checked_mul(Decimal::from(completion_tokens.max(0)))?;
         input.checked_add(output)?.checked_div(thousand)
     }
 
@@ -60,8 +73,12 @@ impl PriceTable {
 /// Matches `text` against `pattern`, where `*` matches any run of characters.
 fn glob(pattern: &str, text: &str) -> bool {
     let mut parts = pattern.split('*');
-    let Some(first) = parts.next() else { return pattern == text };
-    let Some(mut rest) = text.strip_prefix(first) else { return false };
+    let Some(first) = parts.next() else {
+        return pattern == text;
+    };
+    let Some(mut rest) = text.strip_prefix(first) else {
+        return false;
+    };
     let parts: Vec<&str> = parts.collect();
     let Some((last, middle)) = parts.split_last() else {
         // No `*`: the whole text must be the pattern.

@@ -182,7 +182,11 @@ pub struct DocumentEvent {
 
 impl DocumentEvent {
     /// An event of the given document, step and status and nothing else.
-    pub fn new(document_id: Uuid, event_type: DocumentEventType, status: DocumentEventStatus) -> Self {
+    pub fn new(
+        document_id: Uuid,
+        event_type: DocumentEventType,
+        status: DocumentEventStatus,
+    ) -> Self {
         Self {
             document_id,
             event_type,
@@ -222,7 +226,9 @@ fn finite(v: Option<f64>) -> Option<f64> {
 }
 
 fn millis_between(start: DateTime<Utc>, end: DateTime<Utc>) -> f64 {
-    (end - start).num_microseconds().map_or(0.0, |us| us as f64 / 1000.0)
+    (end - start)
+        .num_microseconds()
+        .map_or(0.0, |us| us as f64 / 1000.0)
 }
 
 fn back_from(now: DateTime<Utc>, ms: Option<f64>) -> DateTime<Utc> {
@@ -290,7 +296,10 @@ impl PostgresProvider {
                 ctx.state
                     .totals
                     .add(row.prompt_tokens, row.completion_tokens, row.cost_micros);
-                if row.prompt_tokens.is_some() || row.completion_tokens.is_some() || row.cost_micros.is_some() {
+                if row.prompt_tokens.is_some()
+                    || row.completion_tokens.is_some()
+                    || row.cost_micros.is_some()
+                {
                     ctx.mark_usage_below();
                 }
             }
@@ -327,7 +336,9 @@ impl PostgresProvider {
         };
         (
             status,
-            outcome.error_type.map(|s| clean_text(&s, self.limits().label)),
+            outcome
+                .error_type
+                .map(|s| clean_text(&s, self.limits().label)),
             clean_opt(outcome.error_message, self.limits().error_message),
         )
     }
@@ -387,7 +398,11 @@ impl ObservabilityProvider for PostgresProvider {
         row.error_message = error_message;
         row.prompt_tokens = count(totals.prompt_tokens).or(Some(prompt));
         row.completion_tokens = count(totals.completion_tokens).or(Some(completion));
-        row.total_tokens = Some(row.prompt_tokens.unwrap_or(0).saturating_add(row.completion_tokens.unwrap_or(0)));
+        row.total_tokens = Some(
+            row.prompt_tokens
+                .unwrap_or(0)
+                .saturating_add(row.completion_tokens.unwrap_or(0)),
+        );
         row.total_cost_micros = match totals.total_cost_usd {
             Some(c) => cost_to_micros(c),
             None => cost,
@@ -455,7 +470,9 @@ impl ObservabilityProvider for PostgresProvider {
         let now = Utc::now();
         let latency = finite(call.latency_ms).filter(|d| *d >= 0.0);
         let open = OpenSpan {
-            name: call.name.map_or_else(|| "llm_call".to_owned(), |n| self.label(&n)),
+            name: call
+                .name
+                .map_or_else(|| "llm_call".to_owned(), |n| self.label(&n)),
             span_type: SpanType::Llm,
             parent_span_id: ctx.span_id.map(|s| s.as_uuid()),
             started_at: back_from(now, latency),
@@ -486,7 +503,8 @@ impl ObservabilityProvider for PostgresProvider {
         };
         let l = *self.limits();
         let to_json = |v: Result<Value, serde_json::Error>| {
-            v.map(|v| clean_json(v, l.json_depth)).unwrap_or(Value::Array(Vec::new()))
+            v.map(|v| clean_json(v, l.json_depth))
+                .unwrap_or(Value::Array(Vec::new()))
         };
         let row = ChatMessageRow {
             id: Uuid::now_v7(),
@@ -521,7 +539,11 @@ impl ObservabilityProvider for PostgresProvider {
             kb_id: ctx.kb_id,
             event_type: clean_text(event.event_type.as_str(), l.label),
             status: event.status.as_str().to_owned(),
-            started_at: if finished { back_from(now, duration) } else { now },
+            started_at: if finished {
+                back_from(now, duration)
+            } else {
+                now
+            },
             completed_at: finished.then_some(now),
             duration_ms: duration,
             error_type: event.error_type.map(|s| clean_text(&s, l.label)),

@@ -125,7 +125,11 @@ pub(crate) struct Queue {
 
 impl Queue {
     pub fn new(tx: Sender<Record>, max_bytes: usize, shared: Arc<Shared>) -> Self {
-        Self { tx, max_bytes, shared }
+        Self {
+            tx,
+            max_bytes,
+            shared,
+        }
     }
 
     fn counters(&self) -> &Counters {

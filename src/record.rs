@@ -290,7 +290,11 @@ pub struct Outcome {
 impl Outcome {
     /// Ended without error.
     pub fn success() -> Self {
-        Self { status: Status::Success, error_type: None, error_message: None }
+        Self {
+            status: Status::Success,
+            error_type: None,
+            error_message: None,
+        }
     }
 
     /// Ended with an error of the given type and message.

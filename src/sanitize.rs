@@ -74,7 +74,11 @@ pub fn clean_json(value: Value, max_depth: usize) -> Value {
     // A container being rebuilt, with the children still to visit.
     enum Frame {
         Array(Vec<Value>, std::vec::IntoIter<Value>),
-        Object(serde_json::Map<String, Value>, serde_json::map::IntoIter, String),
+        Object(
+            serde_json::Map<String, Value>,
+            serde_json::map::IntoIter,
+            String,
+        ),
     }
     fn next_child(stack: &mut [Frame]) -> Option<Value> {
         match stack.last_mut()? {
@@ -104,11 +108,18 @@ pub fn clean_json(value: Value, max_depth: usize) -> Value {
                 Some(Value::String(JSON_TOO_DEEP.to_owned()))
             }
             Value::Array(items) => {
-                stack.push(Frame::Array(Vec::with_capacity(items.len()), items.into_iter()));
+                stack.push(Frame::Array(
+                    Vec::with_capacity(items.len()),
+                    items.into_iter(),
+                ));
                 None
             }
             Value::Object(map) => {
-                stack.push(Frame::Object(serde_json::Map::new(), map.into_iter(), String::new()));
+                stack.push(Frame::Object(
+                    serde_json::Map::new(),
+                    map.into_iter(),
+                    String::new(),
+                ));
                 None
             }
             Value::String(s) => Some(Value::String(strip_nul(s))),
@@ -137,7 +148,11 @@ pub fn clean_json(value: Value, max_depth: usize) -> Value {
 }
 
 fn strip_nul(s: String) -> String {
-    if s.contains('\0') { s.replace('\0', "") } else { s }
+    if s.contains('\0') {
+        s.replace('\0', "")
+    } else {
+        s
+    }
 }
 
 /// Drops a JSON value of any depth without recursion (serde_json's own drop recurses).

@@ -32,7 +32,11 @@ async fn global_default_at_trace_writes_only_the_applications_rows() {
             tracing::trace!(i, "app trace event");
         }
         // The application's own database work, logged by sqlx at TRACE inside its span.
-        let n: i64 = sqlx::query_scalar("SELECT $1::bigint").bind(i).fetch_one(&db.pool).await.unwrap();
+        let n: i64 = sqlx::query_scalar("SELECT $1::bigint")
+            .bind(i)
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
         assert_eq!(n, i);
     }
     assert!(guard.flush(Duration::from_secs(30)));

@@ -29,7 +29,11 @@ fn database_down_logs_a_rate_limited_warning_without_the_password() {
         .with_ansi(false)
         .init();
 
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let (p, guard) = Builder::new(format!("postgres://app:hunter2-secret@127.0.0.1:{port}/db"))
         .flush_interval(Duration::from_millis(50))
         .build()
@@ -51,7 +55,10 @@ fn database_down_logs_a_rate_limited_warning_without_the_password() {
         std::thread::sleep(Duration::from_millis(50));
     };
     assert!(text.contains("WARN"), "{text}");
-    assert!(text.contains("database unavailable, records kept and retried"), "{text}");
+    assert!(
+        text.contains("database unavailable, records kept and retried"),
+        "{text}"
+    );
     assert!(text.contains("records rejected before queueing"), "{text}");
     assert!(text.contains("session id"), "{text}");
     // Many retries, one burst of warnings (rate-limited to one per 10 s).

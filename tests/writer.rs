@@ -83,10 +83,11 @@ async fn hundred_thousand_records_then_guard_dropped_are_all_written() {
     }
     drop(guard);
     assert_eq!(count(&db.pool, "spans").await, 100_000);
-    let distinct: i64 = sqlx::query_scalar("SELECT count(DISTINCT prompt_tokens) FROM observability.spans")
-        .fetch_one(&db.pool)
-        .await
-        .unwrap();
+    let distinct: i64 =
+        sqlx::query_scalar("SELECT count(DISTINCT prompt_tokens) FROM observability.spans")
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
     assert_eq!(distinct, 100_000);
 }
 
@@ -94,26 +95,49 @@ async fn hundred_thousand_records_then_guard_dropped_are_all_written() {
 async fn a_refused_row_does_not_take_its_batch_down() {
     let db = fresh_db().await;
     // A real refusal: the database rejects this one name.
-    sqlx::query("ALTER TABLE observability.spans ADD CONSTRAINT no_poison CHECK (name <> 'poison')")
-        .execute(&db.pool)
-        .await
+    sqlx::query(
+        "ALTER TABLE observability.spans ADD CONSTRAINT no_poison CHECK (name <> 'poison')",
+    )
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    let (p, guard) = Builder::new(&db.url)
+        .flush_interval(Duration::from_secs(3600))
+        .build()
         .unwrap();
-    let (p, guard) = Builder::new(&db.url).flush_interval(Duration::from_secs(3600)).build().unwrap();
     let ctx = ctx();
     for i in 0..1000 {
-        let name = if i == 500 { "poison".to_owned() } else { format!("ok {i}") };
-        p.log_llm_call(&ctx, LlmCall { name: Some(name), ..llm(i) });
+        let name = if i == 500 {
+            "poison".to_owned()
+        } else {
+            format!("ok {i}")
+        };
+        p.log_llm_call(
+            &ctx,
+            LlmCall {
+                name: Some(name),
+                ..llm(i)
+            },
+        );
     }
     assert!(guard.flush(Duration::from_secs(60)));
     let stats = guard.stats();
     assert_eq!(stats.refused, 1, "{stats:?}");
     assert_eq!(stats.written, 999);
-    assert!(stats.last_error.as_deref().unwrap_or("").contains("no_poison"), "{stats:?}");
+    assert!(
+        stats
+            .last_error
+            .as_deref()
+            .unwrap_or("")
+            .contains("no_poison"),
+        "{stats:?}"
+    );
     assert_eq!(count(&db.pool, "spans").await, 999);
-    let poison: i64 = sqlx::query_scalar("SELECT count(*) FROM observability.spans WHERE name = 'poison'")
-        .fetch_one(&db.pool)
-        .await
-        .unwrap();
+    let poison: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM observability.spans WHERE name = 'poison'")
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
     assert_eq!(poison, 0);
 }
 
@@ -125,14 +149,17 @@ async fn text_is_cut_at_character_boundaries_and_nul_bytes_removed() {
     // 999 ASCII characters then 4-byte characters: the cut falls inside the emoji run.
     let long_error = format!("{}{}", "e".repeat(999), "😀".repeat(10));
     let long_preview = format!("{}{}", "é".repeat(498), "😀🎉x");
-    let id = p.log_llm_call(&ctx, LlmCall {
-        name: Some("with\0nul".into()),
-        input_preview: Some(long_preview.clone()),
-        output_preview: Some("a\0b\0c".into()),
-        outcome: Outcome::error("Boom\0", long_error.clone()),
-        metadata: Some(serde_json::json!({"k\0ey": "v\0al", "nested": [{"x": "\0"}]})),
-        ..llm(1)
-    });
+    let id = p.log_llm_call(
+        &ctx,
+        LlmCall {
+            name: Some("with\0nul".into()),
+            input_preview: Some(long_preview.clone()),
+            output_preview: Some("a\0b\0c".into()),
+            outcome: Outcome::error("Boom\0", long_error.clone()),
+            metadata: Some(serde_json::json!({"k\0ey": "v\0al", "nested": [{"x": "\0"}]})),
+            ..llm(1)
+        },
+    );
     p.log_chat_message(&ctx, ChatMessage::new(ChatRole::User, "hello\0world"));
     assert!(guard.flush(Duration::from_secs(30)));
     let row = sqlx::query("SELECT name, input_preview, output_preview, error_type, error_message, metadata FROM observability.spans WHERE id = $1")
@@ -149,7 +176,10 @@ async fn text_is_cut_at_character_boundaries_and_nul_bytes_removed() {
     let msg: String = row.get("error_message");
     assert_eq!(msg.chars().count(), 1000);
     assert_eq!(msg, format!("{}{}", "e".repeat(999), "😀"));
-    assert_eq!(row.get::<serde_json::Value, _>("metadata"), serde_json::json!({"key": "val", "nested": [{"x": ""}]}));
+    assert_eq!(
+        row.get::<serde_json::Value, _>("metadata"),
+        serde_json::json!({"key": "val", "nested": [{"x": ""}]})
+    );
     let content: String = sqlx::query_scalar("SELECT content FROM observability.chat_messages")
         .fetch_one(&db.pool)
         .await
@@ -163,7 +193,10 @@ async fn text_is_cut_at_character_boundaries_and_nul_bytes_removed() {
 async fn server_stopped_then_restarted_loses_nothing() {
     let cluster = Cluster::start();
     let db = fresh_db_on(&cluster.url()).await;
-    let (p, guard) = Builder::new(&db.url).flush_interval(Duration::from_millis(100)).build().unwrap();
+    let (p, guard) = Builder::new(&db.url)
+        .flush_interval(Duration::from_millis(100))
+        .build()
+        .unwrap();
     let ctx = ctx();
     p.log_llm_call(&ctx, llm(0));
     assert!(guard.flush(Duration::from_secs(30)));
@@ -178,7 +211,10 @@ async fn server_stopped_then_restarted_loses_nothing() {
         slowest = slowest.max(t.elapsed());
     }
     // Nothing waits on the dead server (a generous bound: the call only queues).
-    assert!(slowest < Duration::from_millis(100), "slowest call {slowest:?}");
+    assert!(
+        slowest < Duration::from_millis(100),
+        "slowest call {slowest:?}"
+    );
     let stats_down = {
         let mut s = guard.stats();
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -202,10 +238,11 @@ async fn server_stopped_then_restarted_loses_nothing() {
     assert_eq!(report.dropped, 0);
     let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
     assert_eq!(count(&pool, "spans").await, 5_001);
-    let distinct: i64 = sqlx::query_scalar("SELECT count(DISTINCT prompt_tokens) FROM observability.spans")
-        .fetch_one(&pool)
-        .await
-        .unwrap();
+    let distinct: i64 =
+        sqlx::query_scalar("SELECT count(DISTINCT prompt_tokens) FROM observability.spans")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
     assert_eq!(distinct, 5_001);
 }
 
@@ -213,7 +250,11 @@ async fn server_stopped_then_restarted_loses_nothing() {
 /// deadline reports everything as dropped.
 #[test]
 fn no_server_at_all_never_blocks_and_reports_drops() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let t = Instant::now();
     let (p, guard) = Builder::new(format!("postgres://u:secret-pw@127.0.0.1:{port}/db"))
         .build()
@@ -238,7 +279,11 @@ fn no_server_at_all_never_blocks_and_reports_drops() {
 
 #[tokio::test]
 async fn a_full_queue_drops_and_counts_exactly() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let (p, guard) = Builder::new(format!("postgres://u@127.0.0.1:{port}/db"))
         .queue_capacity(1_000)
         .batch_size(100)
@@ -261,7 +306,10 @@ async fn a_full_queue_drops_and_counts_exactly() {
 async fn writer_reconnects_when_the_database_appears_later() {
     let cluster = Cluster::start();
     cluster.stop_server();
-    let (p, guard) = Builder::new(cluster.url()).flush_interval(Duration::from_millis(100)).build().unwrap();
+    let (p, guard) = Builder::new(cluster.url())
+        .flush_interval(Duration::from_millis(100))
+        .build()
+        .unwrap();
     let ctx = ctx();
     p.start_trace(&ctx, "early", OperationType::Chat, None);
     for i in 0..100 {
@@ -285,5 +333,8 @@ async fn writer_reconnects_when_the_database_appears_later() {
         .await
         .unwrap();
     assert_eq!(row.get::<String, _>("status"), "success");
-    assert_eq!(row.get::<Option<i64>, _>("prompt_tokens"), Some((0..100).sum()));
+    assert_eq!(
+        row.get::<Option<i64>, _>("prompt_tokens"),
+        Some((0..100).sum())
+    );
 }

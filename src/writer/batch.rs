@@ -20,7 +20,11 @@ pub(crate) struct Entry<T> {
 
 impl<T> Entry<T> {
     fn new(row: T, fresh: bool) -> Self {
-        Self { row, records: 1, fresh }
+        Self {
+            row,
+            records: 1,
+            fresh,
+        }
     }
 }
 
@@ -46,12 +50,12 @@ impl Batch {
         self.records += 1;
         self.bytes += bytes;
         match record {
-            Record::Trace(row) => {
-                merge(&mut self.traces, &mut self.trace_starts, *row, |r| (r.id, r.is_start()))
-            }
-            Record::Span(row) => {
-                merge(&mut self.spans, &mut self.span_starts, *row, |r| (r.id, r.is_start()))
-            }
+            Record::Trace(row) => merge(&mut self.traces, &mut self.trace_starts, *row, |r| {
+                (r.id, r.is_start())
+            }),
+            Record::Span(row) => merge(&mut self.spans, &mut self.span_starts, *row, |r| {
+                (r.id, r.is_start())
+            }),
             Record::Chat(row) => self.chats.push(Entry::new(*row, true)),
             Record::Document(row) => self.docs.push(Entry::new(*row, true)),
         }

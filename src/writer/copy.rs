@@ -38,7 +38,8 @@ impl CopyEncoder {
 
     /// Appends one row.
     pub fn row<R: CopyRow>(&mut self, row: &R) {
-        self.buf.extend_from_slice(&(R::COLUMNS.len() as i16).to_be_bytes());
+        self.buf
+            .extend_from_slice(&(R::COLUMNS.len() as i16).to_be_bytes());
         row.encode(self);
     }
 

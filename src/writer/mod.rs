@@ -17,7 +17,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, select};
+use crossbeam_channel::{Receiver, Sender, select};
 use sqlx::ConnectOptions;
 use sqlx::postgres::PgConnectOptions;
 
@@ -265,14 +265,9 @@ impl Writer {
     /// After stopping: whatever is still queued will not be written. Count it.
     fn give_up_queued(&mut self, records: &Receiver<Record>) {
         let counters = &self.shared.counters;
-        loop {
-            match records.recv_timeout(Duration::ZERO) {
-                Ok(r) => {
-                    counters.queued_bytes.fetch_sub(r.approx_bytes(), Relaxed);
-                    counters.dropped_unwritten.fetch_add(1, Relaxed);
-                }
-                Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => break,
-            }
+        while let Ok(r) = records.try_recv() {
+            counters.queued_bytes.fetch_sub(r.approx_bytes(), Relaxed);
+            counters.dropped_unwritten.fetch_add(1, Relaxed);
         }
     }
 
@@ -298,7 +293,8 @@ impl Writer {
             .iter_mut()
             .zip(batches)
             .map(|(link, batch)| write(link, shared, warnings, batch));
-        self.runtime.block_on(futures_util::future::join_all(writes));
+        self.runtime
+            .block_on(futures_util::future::join_all(writes));
         self.shared.counters.queued_bytes.fetch_sub(bytes, Relaxed);
     }
 }

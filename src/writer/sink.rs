@@ -53,9 +53,9 @@ pub(crate) fn classify(err: &sqlx::Error) -> Failure {
                 _ => Failure::Transient,
             }
         }
-        sqlx::Error::Encode(_) | sqlx::Error::ColumnNotFound(_) | sqlx::Error::TypeNotFound { .. } => {
-            Failure::Refused
-        }
+        sqlx::Error::Encode(_)
+        | sqlx::Error::ColumnNotFound(_)
+        | sqlx::Error::TypeNotFound { .. } => Failure::Refused,
         _ => Failure::Transient,
     }
 }
@@ -72,17 +72,21 @@ pub(crate) struct Link {
 
 impl Link {
     pub fn new(options: PgConnectOptions) -> Self {
-        Self { options, conn: None }
+        Self {
+            options,
+            conn: None,
+        }
     }
 
     /// Writes the whole batch in one transaction. After a transient failure the connection is
     /// closed, so the next attempt starts on a fresh one.
     pub async fn write(&mut self, batch: &Batch, mode: Mode) -> Result<(), sqlx::Error> {
         let result = self.try_write(batch, mode).await;
-        if let Err(e) = &result {
-            if classify(e) == Failure::Transient {
-                self.conn = None;
-            }
+        if result
+            .as_ref()
+            .is_err_and(|e| classify(e) == Failure::Transient)
+        {
+            self.conn = None;
         }
         result
     }
@@ -91,9 +95,12 @@ impl Link {
         let conn = match &mut self.conn {
             Some(c) => c,
             slot => {
-                let c = tokio::time::timeout(CONNECT_TIMEOUT, PgConnection::connect_with(&self.options))
-                    .await
-                    .map_err(|_| sqlx::Error::PoolTimedOut)??;
+                let c = tokio::time::timeout(
+                    CONNECT_TIMEOUT,
+                    PgConnection::connect_with(&self.options),
+                )
+                .await
+                .map_err(|_| sqlx::Error::PoolTimedOut)??;
                 slot.insert(c)
             }
         };
@@ -102,7 +109,11 @@ impl Link {
 }
 
 /// Writes the whole batch in one transaction.
-async fn write_batch(conn: &mut PgConnection, batch: &Batch, mode: Mode) -> Result<(), sqlx::Error> {
+async fn write_batch(
+    conn: &mut PgConnection,
+    batch: &Batch,
+    mode: Mode,
+) -> Result<(), sqlx::Error> {
     let mut tx = conn.begin().await?;
     write_table(&mut tx, &batch.traces, mode).await?;
     write_table(&mut tx, &batch.spans, mode).await?;
@@ -123,12 +134,21 @@ async fn write_table<T: Table>(
     let direct = entries.iter().filter(|e| fast && e.fresh);
     let staged = entries.iter().filter(|e| !(fast && e.fresh));
     if let Some(bytes) = encode(direct) {
-        copy(conn, &copy_sql::<T>(&format!("observability.{}", T::NAME)), bytes).await?;
+        copy(
+            conn,
+            &copy_sql::<T>(&format!("observability.{}", T::NAME)),
+            bytes,
+        )
+        .await?;
     }
     if let Some(bytes) = encode(staged) {
-        sqlx::query(AssertSqlSafe(create_stage_sql::<T>())).execute(&mut *conn).await?;
+        sqlx::query(AssertSqlSafe(create_stage_sql::<T>()))
+            .execute(&mut *conn)
+            .await?;
         copy(conn, &copy_sql::<T>(&stage_name::<T>()), bytes).await?;
-        sqlx::query(AssertSqlSafe(upsert_sql::<T>())).execute(&mut *conn).await?;
+        sqlx::query(AssertSqlSafe(upsert_sql::<T>()))
+            .execute(&mut *conn)
+            .await?;
     }
     Ok(())
 }

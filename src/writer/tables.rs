@@ -25,7 +25,10 @@ pub(crate) trait Table: CopyRow {
 
 /// `COPY observability.<table> (<columns>) FROM STDIN (FORMAT binary)`.
 pub(crate) fn copy_sql<T: Table>(target: &str) -> String {
-    format!("COPY {target} ({}) FROM STDIN (FORMAT binary)", T::COLUMNS.join(", "))
+    format!(
+        "COPY {target} ({}) FROM STDIN (FORMAT binary)",
+        T::COLUMNS.join(", ")
+    )
 }
 
 /// The staging table a retried or reconciled batch is copied into before its upsert.

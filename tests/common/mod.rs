@@ -65,10 +65,12 @@ pub async fn fresh_db_on(admin: &str) -> TestDb {
 
 /// Counts rows of a table in the observability schema.
 pub async fn count(pool: &PgPool, table: &str) -> i64 {
-    sqlx::query_scalar(AssertSqlSafe(format!("SELECT count(*) FROM observability.{table}")))
-        .fetch_one(pool)
-        .await
-        .expect("count rows")
+    sqlx::query_scalar(AssertSqlSafe(format!(
+        "SELECT count(*) FROM observability.{table}"
+    )))
+    .fetch_one(pool)
+    .await
+    .expect("count rows")
 }
 
 /// Polls until `f` returns true or `timeout` passes.
@@ -98,10 +100,8 @@ pub struct Cluster {
 }
 
 fn pg_bin() -> PathBuf {
-    if let Ok(b) = std::env::var("TPG_PG_BIN") {
-        if !b.is_empty() {
-            return PathBuf::from(b);
-        }
+    if let Some(b) = std::env::var("TPG_PG_BIN").ok().filter(|b| !b.is_empty()) {
+        return PathBuf::from(b);
     }
     let mut found: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
         .expect("PostgreSQL is installed under /usr/lib/postgresql (run ./scripts/test)")
@@ -109,21 +109,27 @@ fn pg_bin() -> PathBuf {
         .filter(|p| p.join("initdb").exists())
         .collect();
     found.sort();
-    found.pop().expect("an initdb under /usr/lib/postgresql/*/bin")
+    found
+        .pop()
+        .expect("an initdb under /usr/lib/postgresql/*/bin")
 }
 
 fn run_as() -> Vec<String> {
-    if let Ok(r) = std::env::var("TPG_PG_RUN_AS") {
-        if !r.trim().is_empty() {
-            return r.split_whitespace().map(str::to_owned).collect();
-        }
+    if let Some(r) = std::env::var("TPG_PG_RUN_AS")
+        .ok()
+        .filter(|r| !r.trim().is_empty())
+    {
+        return r.split_whitespace().map(str::to_owned).collect();
     }
     let uid = Command::new("id").arg("-u").output().expect("id -u");
     if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
         return Vec::new();
     }
     // Root: initdb refuses to run as root, so use an unprivileged user.
-    let exists = Command::new("id").arg("tpgtest").output().is_ok_and(|o| o.status.success());
+    let exists = Command::new("id")
+        .arg("tpgtest")
+        .output()
+        .is_ok_and(|o| o.status.success());
     if !exists {
         let _ = Command::new("useradd")
             .args(["--system", "--no-create-home", "tpgtest"])
@@ -142,7 +148,8 @@ fn free_port() -> u16 {
 impl Cluster {
     /// initdb and start a cluster on a free loopback port.
     pub fn start() -> Cluster {
-        let dir = std::env::temp_dir().join(format!("tpg-cluster-{}", uuid::Uuid::now_v7().simple()));
+        let dir =
+            std::env::temp_dir().join(format!("tpg-cluster-{}", uuid::Uuid::now_v7().simple()));
         std::fs::create_dir_all(&dir).expect("cluster dir");
         let run_as = run_as();
         if run_as.len() >= 3 {
@@ -153,19 +160,27 @@ impl Cluster {
                 .expect("chown");
             assert!(status.success(), "chown cluster dir");
         }
-        let c = Cluster { bin: pg_bin(), dir, run_as, port: free_port() };
+        let c = Cluster {
+            bin: pg_bin(),
+            dir,
+            run_as,
+            port: free_port(),
+        };
         let data = c.dir.join("data");
-        c.pg("initdb", &[
-            "-D",
-            data.to_str().unwrap(),
-            "-U",
-            "postgres",
-            "--auth=trust",
-            "-E",
-            "UTF8",
-            "--locale=C",
-            "--no-sync",
-        ]);
+        c.pg(
+            "initdb",
+            &[
+                "-D",
+                data.to_str().unwrap(),
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--locale=C",
+                "--no-sync",
+            ],
+        );
         let conf = format!(
             "port = {}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{}'\nfsync = off\nmax_connections = 100\n",
             c.port,
@@ -206,12 +221,18 @@ impl Cluster {
     /// Starts the server (again), waiting until it accepts connections.
     pub fn start_server(&self) {
         let log = self.dir.join("log").display().to_string();
-        self.pg("pg_ctl", &["-D", &self.data(), "-l", &log, "-w", "-t", "60", "start"]);
+        self.pg(
+            "pg_ctl",
+            &["-D", &self.data(), "-l", &log, "-w", "-t", "60", "start"],
+        );
     }
 
     /// Stops the server in immediate mode (like a crash).
     pub fn stop_server(&self) {
-        self.pg("pg_ctl", &["-D", &self.data(), "-m", "immediate", "-w", "stop"]);
+        self.pg(
+            "pg_ctl",
+            &["-D", &self.data(), "-m", "immediate", "-w", "stop"],
+        );
     }
 
     pub fn url(&self) -> String {
