@@ -115,7 +115,7 @@ pub(crate) struct TraceHeader {
 /// A span opened by `start_span` and not yet ended.
 #[derive(Debug, Clone)]
 pub(crate) struct OpenSpan {
-    pub(crate) name: String,
+    pub(crate) name: crate::record::Text,
     pub(crate) span_type: SpanType,
     pub(crate) parent_span_id: Option<Uuid>,
     pub(crate) started_at: DateTime<Utc>,

@@ -5,6 +5,7 @@
 //! or panics, and nothing is done at all on the writer's own threads.
 
 use std::any::TypeId;
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -25,7 +26,7 @@ use crate::record::{
     ChatMessageRow, DocumentEventRow, DocumentEventStatus, Record, SpanRow, SpanType, Status,
     TraceRow, cost_to_micros,
 };
-use crate::sanitize::{TextLimits, clean_json, clean_owned, clean_text};
+use crate::sanitize::{TextLimits, clean_cow, clean_json, clean_owned, clean_static, clean_text};
 use crate::writer::on_writer_thread;
 
 /// Options of the layer, set on the [`Builder`](crate::Builder).
@@ -214,13 +215,13 @@ impl PostgresLayer {
         ended_at: Option<DateTime<Utc>>,
     ) -> TraceRow {
         let l = self.limits();
-        let operation_type = data.fields.text(Slot::OperationType).map_or_else(
-            || clean_text(name, l.label),
-            |s| clean_text(&s.to_ascii_lowercase(), l.label),
-        );
+        let operation_type = match data.fields.text(Slot::OperationType) {
+            Some(s) => Cow::Owned(clean_text(&s.to_ascii_lowercase(), l.label)),
+            None => clean_static(name, l.label),
+        };
         TraceRow {
             id: data.trace_id,
-            name: clean_text(name, l.label),
+            name: clean_static(name, l.label),
             operation_type,
             user_id: data.user_id,
             session_id: data.session_id.as_deref().map(|s| clean_text(s, l.label)),
@@ -245,8 +246,8 @@ impl PostgresLayer {
             id: data.id,
             trace_id: data.trace_id,
             parent_span_id: data.parent,
-            name: clean_text(name, self.limits().label),
-            span_type: span_type(&data.fields).as_str().to_owned(),
+            name: clean_static(name, self.limits().label),
+            span_type: clean_cow(span_type(&data.fields).into_text(), self.limits().label),
             started_at: data.started_at,
             status: Some(Status::InProgress),
             metadata: Value::Object(Map::new()),

@@ -4,6 +4,7 @@
 //! database, nothing returns an error, nothing panics. Invalid input is either stored sanitised
 //! or refused with a counted reason (see [`Stats::rejected`](crate::Stats::rejected)).
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use chrono::{DateTime, TimeDelta, Utc};
@@ -18,7 +19,7 @@ use crate::record::{
     DocumentMetrics, LlmMetrics, OperationType, Outcome, Record, Source, SpanMetrics, SpanRow,
     SpanType, Status, TraceRow, cost_to_micros,
 };
-use crate::sanitize::{clean_json, clean_opt, clean_owned, clean_text};
+use crate::sanitize::{clean_cow, clean_json, clean_opt, clean_owned, clean_text};
 
 /// The provider interface of the spec: seven fire-and-forget calls plus `name` and `enabled`.
 ///
@@ -419,13 +420,13 @@ impl ObservabilityProvider for PostgresProvider {
     ) -> SpanId {
         let id = SpanId::new();
         let open = OpenSpan {
-            name: self.label(name),
+            name: Cow::Owned(self.label(name)),
             span_type,
             parent_span_id: ctx.span_id.map(|s| s.as_uuid()),
             started_at: Utc::now(),
             metadata: self.metadata(metadata),
         };
-        let row = span_row(ctx, id, &open);
+        let row = span_row(ctx, id, open.clone(), self.limits().label);
         if let Ok(mut spans) = ctx.state.open_spans.lock() {
             spans.insert(id.as_uuid(), open);
         }
@@ -447,12 +448,13 @@ impl ObservabilityProvider for PostgresProvider {
             return;
         };
         let now = Utc::now();
-        let mut row = span_row(ctx, span_id, &open);
+        let started_at = open.started_at;
+        let mut row = span_row(ctx, span_id, open, self.limits().label);
         let (status, error_type, error_message) = self.apply_outcome(end.outcome);
         row.ended_at = Some(now);
         row.duration_ms = finite(end.duration_ms)
             .filter(|d| *d >= 0.0)
-            .or(Some(millis_between(open.started_at, now)));
+            .or(Some(millis_between(started_at, now)));
         row.status = Some(status);
         row.error_type = error_type;
         row.error_message = error_message;
@@ -470,15 +472,15 @@ impl ObservabilityProvider for PostgresProvider {
         let now = Utc::now();
         let latency = finite(call.latency_ms).filter(|d| *d >= 0.0);
         let open = OpenSpan {
-            name: call
-                .name
-                .map_or_else(|| "llm_call".to_owned(), |n| self.label(&n)),
+            name: call.name.map_or(Cow::Borrowed("llm_call"), |n| {
+                Cow::Owned(clean_owned(n, self.limits().label))
+            }),
             span_type: SpanType::Llm,
             parent_span_id: ctx.span_id.map(|s| s.as_uuid()),
             started_at: back_from(now, latency),
             metadata: self.metadata(call.metadata),
         };
-        let mut row = span_row(ctx, id, &open);
+        let mut row = span_row(ctx, id, open, self.limits().label);
         let (status, error_type, error_message) = self.apply_outcome(call.outcome);
         row.ended_at = Some(now);
         row.duration_ms = latency.or(Some(0.0));
@@ -582,8 +584,8 @@ impl ObservabilityProvider for PostgresProvider {
 fn trace_row(ctx: &TraceContext, header: &TraceHeader, label: usize) -> TraceRow {
     TraceRow {
         id: ctx.trace_id.as_uuid(),
-        name: header.name.clone(),
-        operation_type: clean_text(header.operation_type.as_str(), label),
+        name: Cow::Owned(header.name.clone()),
+        operation_type: clean_cow(header.operation_type.clone().into_text(), label),
         user_id: ctx.user_id,
         session_id: ctx.session_id.as_deref().map(|s| clean_text(s, label)),
         kb_id: ctx.kb_id,
@@ -602,16 +604,16 @@ fn trace_row(ctx: &TraceContext, header: &TraceHeader, label: usize) -> TraceRow
 }
 
 /// The start row of a span.
-fn span_row(ctx: &TraceContext, id: SpanId, open: &OpenSpan) -> SpanRow {
+fn span_row(ctx: &TraceContext, id: SpanId, open: OpenSpan, label: usize) -> SpanRow {
     SpanRow {
         id: id.as_uuid(),
         trace_id: ctx.trace_id.as_uuid(),
         parent_span_id: open.parent_span_id,
-        name: open.name.clone(),
-        span_type: open.span_type.as_str().to_owned(),
+        name: open.name,
+        span_type: clean_cow(open.span_type.into_text(), label),
         started_at: open.started_at,
         status: Some(Status::InProgress),
-        metadata: open.metadata.clone(),
+        metadata: open.metadata,
         ..SpanRow::default()
     }
 }

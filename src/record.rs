@@ -34,6 +34,14 @@ macro_rules! text_enum {
                 }
             }
 
+            /// The stored text, without a copy for the built-in variants.
+            pub fn into_text(self) -> std::borrow::Cow<'static, str> {
+                match self {
+                    $(Self::$variant => std::borrow::Cow::Borrowed($text),)+
+                    $(Self::$custom(s) => std::borrow::Cow::Owned(s),)?
+                }
+            }
+
             /// Parses the stored text (case-insensitive).
             #[allow(unreachable_code, unused_variables)]
             pub fn parse(s: &str) -> Option<Self> {
@@ -377,12 +385,15 @@ pub fn micros_to_decimal(micros: i64) -> Decimal {
     Decimal::new(micros, 6)
 }
 
+/// Text that is often a `&'static str` (a span's name, a built-in type): no copy then.
+pub(crate) type Text = std::borrow::Cow<'static, str>;
+
 /// A row of `observability.traces`.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct TraceRow {
     pub id: Uuid,
-    pub name: String,
-    pub operation_type: String,
+    pub name: Text,
+    pub operation_type: Text,
     pub user_id: Option<Uuid>,
     pub session_id: Option<String>,
     pub kb_id: Option<Uuid>,
@@ -405,8 +416,8 @@ pub(crate) struct SpanRow {
     pub id: Uuid,
     pub trace_id: Uuid,
     pub parent_span_id: Option<Uuid>,
-    pub name: String,
-    pub span_type: String,
+    pub name: Text,
+    pub span_type: Text,
     pub started_at: DateTime<Utc>,
     pub ended_at: Option<DateTime<Utc>>,
     pub duration_ms: Option<f64>,

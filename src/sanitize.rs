@@ -4,6 +4,8 @@
 //! at 1,000 characters and previews at 500. Everything here cuts at a character boundary, so a
 //! 4-byte character at the limit is either kept whole or dropped whole.
 
+use std::borrow::Cow;
+
 use serde_json::Value;
 
 /// Limits applied to text before it is queued. Counts are in characters (Unicode scalar values).
@@ -58,6 +60,24 @@ pub fn clean_owned(s: String, max_chars: usize) -> String {
         return s;
     }
     clean_text(&s, max_chars)
+}
+
+/// Cleans text that usually lives forever (a span's name, a built-in label): borrowed, with no
+/// copy, when it is already clean.
+pub fn clean_static(s: &'static str, max_chars: usize) -> Cow<'static, str> {
+    if s.len() <= max_chars && !s.as_bytes().contains(&0) {
+        Cow::Borrowed(s)
+    } else {
+        Cow::Owned(clean_text(s, max_chars))
+    }
+}
+
+/// Cleans borrowed-or-owned text, copying only when it must change.
+pub fn clean_cow(s: Cow<'static, str>, max_chars: usize) -> Cow<'static, str> {
+    match s {
+        Cow::Borrowed(b) => clean_static(b, max_chars),
+        Cow::Owned(o) => Cow::Owned(clean_owned(o, max_chars)),
+    }
 }
 
 /// Cleans an optional owned string.
