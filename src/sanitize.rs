@@ -17,7 +17,9 @@ pub struct TextLimits {
     pub preview: usize,
     /// Longest chat message content, retrieval query text or other long text kept.
     pub content: usize,
-    /// Longest name, model, type or other short label kept.
+    /// Longest name, model, type, session id or other short label kept. Labels are indexed:
+    /// PostgreSQL refuses a btree entry over about 2,700 bytes, so keep this at or under 600
+    /// (4 bytes a character at worst).
     pub label: usize,
     /// Deepest nesting kept in JSON metadata, sources and citations; deeper values become a
     /// string marker.
@@ -30,7 +32,7 @@ impl Default for TextLimits {
             error_message: 1_000,
             preview: 500,
             content: 1_000_000,
-            label: 1_000,
+            label: 256,
             json_depth: 32,
         }
     }

@@ -106,6 +106,7 @@ pub(crate) fn spawn(
             };
             writer.run(&records, control);
             writer.give_up_queued(&records);
+            writer.warnings.borrow_mut().report_now(&writer.shared);
         })
 }
 
@@ -127,6 +128,11 @@ impl Warnings {
         if self.last.is_some_and(|t| t.elapsed() < WARN_EVERY) {
             return;
         }
+        self.report_now(shared);
+    }
+
+    /// Logs what went wrong since the last warning, now: at shutdown nothing may stay unsaid.
+    fn report_now(&mut self, shared: &Shared) {
         let s = shared.counters.snapshot();
         let dropped = s.dropped();
         let any = dropped > self.dropped
