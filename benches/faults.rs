@@ -691,7 +691,7 @@ fn soak(env: &Env, seconds: u64) -> Value {
             drop(_root);
             spans += 5;
             tick += 1;
-            if tick % 1000 == 0 {
+            if tick.is_multiple_of(1000) {
                 let rss = rss_kib();
                 if start.elapsed().as_secs() >= warmup {
                     rss_at_warmup.get_or_insert(rss);
