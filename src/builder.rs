@@ -12,6 +12,7 @@ use sqlx::postgres::PgConnectOptions;
 use crate::handle::Handle;
 use crate::layer::{LayerConfig, PostgresLayer};
 use crate::prices::PriceTable;
+use crate::privacy::{Privacy, TextKind};
 use crate::provider::PostgresProvider;
 use crate::queue::{Queue, Shared, Stats};
 use crate::record::Record;
@@ -39,7 +40,7 @@ enum Target {
 ///     .expect("valid configuration");
 /// # drop((provider, guard));
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Builder {
     target: Target,
     queue_capacity: usize,
@@ -50,6 +51,56 @@ pub struct Builder {
     limits: TextLimits,
     shutdown_timeout: Duration,
     layer: LayerConfig,
+    privacy: Privacy,
+}
+
+/// Shows where the writer connects without its password.
+impl std::fmt::Debug for Builder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let target = match &self.target {
+            Target::Url(url) => mask_password(url),
+            Target::Options(o) => format!(
+                "postgres://{}@{}:{}/{}",
+                o.get_username(),
+                o.get_host(),
+                o.get_port(),
+                o.get_database().unwrap_or_default()
+            ),
+        };
+        f.debug_struct("Builder")
+            .field("target", &target)
+            .field("queue_capacity", &self.queue_capacity)
+            .field("max_queue_bytes", &self.max_queue_bytes)
+            .field("batch_size", &self.batch_size)
+            .field("flush_interval", &self.flush_interval)
+            .field("connections", &self.connections)
+            .field("limits", &self.limits)
+            .field("shutdown_timeout", &self.shutdown_timeout)
+            .field("privacy", &self.privacy)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `postgres://user:secret@host/db` as `postgres://user:***@host/db` (and `password=` options
+/// masked too).
+fn mask_password(url: &str) -> String {
+    let mut out = url.to_owned();
+    if let Some(scheme_end) = out.find("://") {
+        let rest = scheme_end + 3;
+        let authority_end = out[rest..].find(['/', '?']).map_or(out.len(), |i| rest + i);
+        if let Some(at) = out[rest..authority_end].rfind('@') {
+            let userinfo = &out[rest..rest + at];
+            if let Some(colon) = userinfo.find(':') {
+                out.replace_range(rest + colon + 1..rest + at, "***");
+            }
+        }
+    }
+    if let Some(i) = out.find("password=") {
+        let start = i + "password=".len();
+        let end = out[start..].find('&').map_or(out.len(), |j| start + j);
+        out.replace_range(start..end, "***");
+    }
+    out
 }
 
 /// Why [`Builder::build`] failed: only a bad configuration, never the database being down.
@@ -121,6 +172,7 @@ impl Builder {
             limits: TextLimits::default(),
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
             layer: LayerConfig::default(),
+            privacy: Privacy::default(),
         }
     }
 
@@ -148,7 +200,7 @@ impl Builder {
     /// Longest time a record waits in the writer before its batch is written. Default
     /// [`DEFAULT_FLUSH_INTERVAL`].
     pub fn flush_interval(mut self, interval: Duration) -> Self {
-        self.flush_interval = interval;
+        self.flush_interval = interval.max(Duration::from_millis(1));
         self
     }
 
@@ -168,6 +220,34 @@ impl Builder {
     /// [`DEFAULT_SHUTDOWN_TIMEOUT`].
     pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
         self.shutdown_timeout = timeout;
+        self
+    }
+
+    /// Whether content is stored: chat message content, input and output previews, retrieval
+    /// query text and source excerpts. With `false`, previews and query text are NULL and chat
+    /// content is [`NOT_CAPTURED`](crate::privacy::NOT_CAPTURED); ids, names, types, timings,
+    /// tokens and costs are still stored. Default `true`.
+    pub fn capture_content(mut self, on: bool) -> Self {
+        self.privacy.skip_content = !on;
+        self
+    }
+
+    /// A redaction hook, applied to every piece of text a record carries (see
+    /// [`TextKind`](crate::privacy::TextKind)) on the caller's thread before the record is
+    /// queued.
+    ///
+    /// ```
+    /// use tracing_postgres::privacy::TextKind;
+    /// let builder = tracing_postgres::Builder::new("postgres://localhost/app")
+    ///     .redact(|_kind: TextKind, text: &mut String| {
+    ///         if text.contains('@') {
+    ///             *text = "[email]".to_owned();
+    ///         }
+    ///     });
+    /// # drop(builder);
+    /// ```
+    pub fn redact(mut self, hook: impl Fn(TextKind, &mut String) + Send + Sync + 'static) -> Self {
+        self.privacy.redactor = Some(Arc::new(hook));
         self
     }
 
@@ -233,6 +313,7 @@ impl Builder {
         let handle = Arc::new(Handle {
             queue: Queue::new(tx, self.max_queue_bytes, Arc::clone(&shared)),
             limits: self.limits,
+            privacy: self.privacy,
         });
         let guard = WriterGuard {
             control: control_tx,
@@ -344,5 +425,29 @@ impl Drop for WriterGuard {
             let timeout = self.timeout;
             self.stop(timeout);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_never_shows_the_password() {
+        for url in [
+            "postgres://app:s3cret@db:5432/app",
+            "postgres://app:s3cret@db/app?sslmode=disable",
+            "postgres://app@db/app?password=s3cret&sslmode=disable",
+        ] {
+            let shown = format!("{:?}", Builder::new(url));
+            assert!(!shown.contains("s3cret"), "{shown}");
+            assert!(shown.contains("***"), "{shown}");
+        }
+        let options: PgConnectOptions = "postgres://app:s3cret@db/app".parse().expect("valid");
+        let shown = format!("{:?}", Builder::from_options(options));
+        assert!(
+            !shown.contains("s3cret") && shown.contains("app@db"),
+            "{shown}"
+        );
     }
 }

@@ -99,6 +99,8 @@ impl From<Uuid> for SpanId {
 #[derive(Debug, Default)]
 pub(crate) struct TraceState {
     pub(crate) header: Mutex<Option<TraceHeader>>,
+    /// Set by the first `end_trace`: a second one is refused.
+    pub(crate) ended: std::sync::atomic::AtomicBool,
     pub(crate) totals: Totals,
     pub(crate) open_spans: Mutex<HashMap<Uuid, OpenSpan>>,
 }
@@ -120,6 +122,8 @@ pub(crate) struct OpenSpan {
     pub(crate) parent_span_id: Option<Uuid>,
     pub(crate) started_at: DateTime<Utc>,
     pub(crate) metadata: serde_json::Value,
+    /// A span below this one reported usage: this span's own usage is not counted again.
+    pub(crate) usage_below: bool,
 }
 
 /// Token and cost totals of one trace, added to by its spans as they are logged.

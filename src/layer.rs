@@ -24,7 +24,7 @@ use crate::prices::PriceTable;
 use crate::provider::PostgresProvider;
 use crate::record::{
     ChatMessageRow, DocumentEventRow, DocumentEventStatus, Record, SpanRow, SpanType, Status,
-    TraceRow, cost_to_micros,
+    TraceRow, cost_to_micros, money_in_range,
 };
 use crate::sanitize::{TextLimits, clean_cow, clean_json, clean_owned, clean_static, clean_text};
 use crate::writer::on_writer_thread;
@@ -204,7 +204,7 @@ impl PostgresLayer {
     }
 
     fn push(&self, record: Record) {
-        self.provider.handle.queue.push(record);
+        self.provider.handle.push(record);
     }
 
     /// The trace row of a root span (a start when `ended_at` is `None`).
@@ -237,6 +237,8 @@ impl PostgresLayer {
             total_tokens: None,
             total_cost_micros: None,
             metadata: Value::Object(Map::new()),
+            // A root span's start row is always queued.
+            start_sent: ended_at.is_some(),
         }
     }
 
@@ -251,6 +253,7 @@ impl PostgresLayer {
             started_at: data.started_at,
             status: Some(Status::InProgress),
             metadata: Value::Object(Map::new()),
+            start_sent: self.config.span_starts,
             ..SpanRow::default()
         }
     }
@@ -281,7 +284,7 @@ impl PostgresLayer {
                 Value::from(data.events_dropped),
             );
         }
-        clean_json(Value::Object(m), self.limits().json_depth)
+        clean_json(Value::Object(m), self.limits())
     }
 
     /// Tokens and cost (micro-dollars, with its source) the span reports.
@@ -373,7 +376,8 @@ impl PostgresLayer {
         row.prompt_tokens = Some(p);
         row.completion_tokens = Some(c);
         row.total_tokens = Some(p.saturating_add(c));
-        row.total_cost_micros = cost;
+        // A sum of valid costs can still exceed numeric(10,6): stored NULL then.
+        row.total_cost_micros = cost.and_then(money_in_range);
         let mut metadata = self.metadata(&mut data);
         // The root's own typed fields have no column in `traces`: keep them in metadata.
         if let (Value::Object(m), Some(model)) = (&mut metadata, data.fields.text(Slot::Model)) {
@@ -414,7 +418,7 @@ impl PostgresLayer {
                 }
                 Some(other) => other.clone().into_json(),
             };
-            clean_json(v, l.json_depth)
+            clean_json(v, &l)
         };
         let row = ChatMessageRow {
             id: Uuid::now_v7(),
@@ -515,7 +519,7 @@ impl PostgresLayer {
                 .map(|s| clean_owned(s, l.error_message)),
             retryable: fields.bool(Slot::Retryable),
             retry_count: fields.i32(Slot::RetryCount).filter(|n| *n >= 0),
-            metadata: clean_json(Value::Object(extra), l.json_depth),
+            metadata: clean_json(Value::Object(extra), &l),
         };
         self.push(Record::Document(Box::new(row)));
     }

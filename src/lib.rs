@@ -114,6 +114,7 @@ mod handle;
 mod layer;
 pub mod migrate;
 mod prices;
+pub mod privacy;
 mod provider;
 mod queue;
 mod record;

@@ -17,7 +17,7 @@ use crate::handle::Handle;
 use crate::record::{
     ChatMessageRow, ChatRole, Citation, DocumentEventRow, DocumentEventStatus, DocumentEventType,
     DocumentMetrics, LlmMetrics, OperationType, Outcome, Record, Source, SpanMetrics, SpanRow,
-    SpanType, Status, TraceRow, cost_to_micros,
+    SpanType, Status, TraceRow, cost_to_micros, money_in_range,
 };
 use crate::sanitize::{clean_cow, clean_json, clean_opt, clean_owned, clean_text};
 
@@ -212,6 +212,11 @@ pub struct PostgresProvider {
     pub(crate) handle: Arc<Handle>,
 }
 
+/// Whether a span row reports token usage or cost.
+fn has_usage(row: &SpanRow) -> bool {
+    row.prompt_tokens.is_some() || row.completion_tokens.is_some() || row.cost_micros.is_some()
+}
+
 /// A non-negative count, or `None`.
 fn count(v: Option<i64>) -> Option<i64> {
     v.filter(|n| *n >= 0)
@@ -274,16 +279,39 @@ impl PostgresProvider {
     fn metadata(&self, v: Option<Value>) -> Value {
         match v {
             None => Value::Object(serde_json::Map::new()),
-            Some(v) => merge_metadata(clean_json(v, self.limits().json_depth), None),
+            Some(v) => merge_metadata(clean_json(v, self.limits()), None),
         }
     }
 
     fn push(&self, record: Record) {
-        self.handle.queue.push(record);
+        self.handle.push(record);
     }
 
-    /// Fills a span row's type-specific columns and previews, and adds its usage to the trace.
-    fn apply_metrics(&self, ctx: &TraceContext, row: &mut SpanRow, metrics: SpanMetrics) {
+    /// Tells the span a row was logged under (`parent`, an explicit span of this context, or
+    /// else the instrumented span the context came from) that usage was reported below it.
+    fn mark_usage_below(&self, ctx: &TraceContext, parent: Option<Uuid>) {
+        let marked = parent.is_some_and(|p| {
+            ctx.state
+                .open_spans
+                .lock()
+                .ok()
+                .and_then(|mut spans| spans.get_mut(&p).map(|s| s.usage_below = true))
+                .is_some()
+        });
+        if !marked {
+            ctx.mark_usage_below();
+        }
+    }
+
+    /// Fills a span row's type-specific columns, and adds its usage to the trace when it
+    /// `counts` (the roll-up rule: not when usage was already reported below it).
+    fn apply_metrics(
+        &self,
+        ctx: &TraceContext,
+        row: &mut SpanRow,
+        metrics: SpanMetrics,
+        counts: bool,
+    ) {
         let l = *self.limits();
         match metrics {
             SpanMetrics::None => {}
@@ -294,14 +322,10 @@ impl PostgresProvider {
                 row.cost_micros = m.cost_usd.and_then(cost_to_micros);
                 row.cost_source = row.cost_micros.map(|_| "given");
                 row.temperature = finite(m.temperature);
-                ctx.state
-                    .totals
-                    .add(row.prompt_tokens, row.completion_tokens, row.cost_micros);
-                if row.prompt_tokens.is_some()
-                    || row.completion_tokens.is_some()
-                    || row.cost_micros.is_some()
-                {
-                    ctx.mark_usage_below();
+                if counts {
+                    ctx.state
+                        .totals
+                        .add(row.prompt_tokens, row.completion_tokens, row.cost_micros);
                 }
             }
             SpanMetrics::Embedding(m) => {
@@ -361,6 +385,12 @@ impl ObservabilityProvider for PostgresProvider {
         operation_type: OperationType,
         metadata: Option<Value>,
     ) {
+        if ctx.origin.is_some() {
+            self.handle.queue.reject(
+                "start_trace: called inside an instrumented trace, whose root span is the trace",
+            );
+            return;
+        }
         let header = TraceHeader {
             name: self.label(name),
             operation_type,
@@ -368,28 +398,45 @@ impl ObservabilityProvider for PostgresProvider {
             metadata: self.metadata(metadata),
         };
         let row = trace_row(ctx, &header, self.limits().label);
-        if let Ok(mut h) = ctx.state.header.lock() {
-            *h = Some(header);
+        let fresh = match ctx.state.header.lock() {
+            Ok(mut h) if h.is_none() => {
+                *h = Some(header);
+                true
+            }
+            _ => false,
+        };
+        if !fresh {
+            self.handle
+                .queue
+                .reject("start_trace: this trace context was already started");
+            return;
         }
         self.push(Record::Trace(Box::new(row)));
     }
 
     fn end_trace(&self, ctx: &TraceContext, outcome: Outcome, totals: TraceTotals) {
-        let header = ctx
+        // Only the context that started the trace can end it, once: its start row's key
+        // (id, started_at) is known only there, and a second end would contradict the first.
+        let header = ctx.state.header.lock().ok().and_then(|h| h.clone());
+        let Some(header) = header else {
+            self.handle
+                .queue
+                .reject("end_trace: the trace was not started with this context (inside instrumented code the root span ends the trace)");
+            return;
+        };
+        if ctx
             .state
-            .header
-            .lock()
-            .ok()
-            .and_then(|h| h.clone())
-            .unwrap_or_else(|| TraceHeader {
-                // end_trace without start_trace: the trace id's own timestamp is its start.
-                name: "trace".to_owned(),
-                operation_type: OperationType::Custom("unknown".to_owned()),
-                started_at: uuid_time(ctx.trace_id.as_uuid()).unwrap_or_else(Utc::now),
-                metadata: Value::Object(serde_json::Map::new()),
-            });
+            .ended
+            .swap(true, std::sync::atomic::Ordering::Relaxed)
+        {
+            self.handle
+                .queue
+                .reject("end_trace: the trace was already ended");
+            return;
+        }
         let now = Utc::now();
         let mut row = trace_row(ctx, &header, self.limits().label);
+        row.start_sent = true;
         let (status, error_type, error_message) = self.apply_outcome(outcome);
         let (prompt, completion, cost) = ctx.state.totals.snapshot();
         row.ended_at = Some(now);
@@ -406,7 +453,8 @@ impl ObservabilityProvider for PostgresProvider {
         );
         row.total_cost_micros = match totals.total_cost_usd {
             Some(c) => cost_to_micros(c),
-            None => cost,
+            // A sum of valid costs can still exceed numeric(10,6): stored NULL then.
+            None => cost.and_then(money_in_range),
         };
         self.push(Record::Trace(Box::new(row)));
     }
@@ -425,6 +473,7 @@ impl ObservabilityProvider for PostgresProvider {
             parent_span_id: ctx.span_id.map(|s| s.as_uuid()),
             started_at: Utc::now(),
             metadata: self.metadata(metadata),
+            usage_below: false,
         };
         let row = span_row(ctx, id, open.clone(), self.limits().label);
         if let Ok(mut spans) = ctx.state.open_spans.lock() {
@@ -449,7 +498,9 @@ impl ObservabilityProvider for PostgresProvider {
         };
         let now = Utc::now();
         let started_at = open.started_at;
+        let usage_below = open.usage_below;
         let mut row = span_row(ctx, span_id, open, self.limits().label);
+        row.start_sent = true;
         let (status, error_type, error_message) = self.apply_outcome(end.outcome);
         row.ended_at = Some(now);
         row.duration_ms = finite(end.duration_ms)
@@ -463,7 +514,10 @@ impl ObservabilityProvider for PostgresProvider {
         if end.metadata.is_some() {
             row.metadata = merge_metadata(row.metadata, Some(self.metadata(end.metadata)));
         }
-        self.apply_metrics(ctx, &mut row, end.metrics);
+        self.apply_metrics(ctx, &mut row, end.metrics, !usage_below);
+        if usage_below || has_usage(&row) {
+            self.mark_usage_below(ctx, row.parent_span_id);
+        }
         self.push(Record::Span(Box::new(row)));
     }
 
@@ -479,6 +533,7 @@ impl ObservabilityProvider for PostgresProvider {
             parent_span_id: ctx.span_id.map(|s| s.as_uuid()),
             started_at: back_from(now, latency),
             metadata: self.metadata(call.metadata),
+            usage_below: false,
         };
         let mut row = span_row(ctx, id, open, self.limits().label);
         let (status, error_type, error_message) = self.apply_outcome(call.outcome);
@@ -489,7 +544,10 @@ impl ObservabilityProvider for PostgresProvider {
         row.error_message = error_message;
         row.input_preview = clean_opt(call.input_preview, self.limits().preview);
         row.output_preview = clean_opt(call.output_preview, self.limits().preview);
-        self.apply_metrics(ctx, &mut row, SpanMetrics::Llm(call.metrics));
+        self.apply_metrics(ctx, &mut row, SpanMetrics::Llm(call.metrics), true);
+        if has_usage(&row) {
+            self.mark_usage_below(ctx, row.parent_span_id);
+        }
         self.push(Record::Span(Box::new(row)));
         id
     }
@@ -505,7 +563,7 @@ impl ObservabilityProvider for PostgresProvider {
         };
         let l = *self.limits();
         let to_json = |v: Result<Value, serde_json::Error>| {
-            v.map(|v| clean_json(v, l.json_depth))
+            v.map(|v| clean_json(v, &l))
                 .unwrap_or(Value::Array(Vec::new()))
         };
         let row = ChatMessageRow {
@@ -600,6 +658,7 @@ fn trace_row(ctx: &TraceContext, header: &TraceHeader, label: usize) -> TraceRow
         total_tokens: None,
         total_cost_micros: None,
         metadata: header.metadata.clone(),
+        start_sent: false,
     }
 }
 
@@ -616,10 +675,4 @@ fn span_row(ctx: &TraceContext, id: SpanId, open: OpenSpan, label: usize) -> Spa
         metadata: open.metadata,
         ..SpanRow::default()
     }
-}
-
-/// The creation time a UUIDv7 carries.
-fn uuid_time(id: Uuid) -> Option<DateTime<Utc>> {
-    let (secs, nanos) = id.get_timestamp()?.to_unix();
-    DateTime::from_timestamp(i64::try_from(secs).ok()?, nanos)
 }

@@ -377,6 +377,11 @@ pub(crate) fn cost_to_micros(cost: Decimal) -> Option<i64> {
         .checked_mul(Decimal::from(1_000_000))?
         .round_dp_with_strategy(0, rust_decimal::RoundingStrategy::MidpointAwayFromZero)
         .to_i64()?;
+    money_in_range(micros)
+}
+
+/// An amount in micro-dollars that `numeric(10,6)` holds and that is a cost (not negative).
+pub(crate) fn money_in_range(micros: i64) -> Option<i64> {
     (0..10_000_000_000).contains(&micros).then_some(micros)
 }
 
@@ -408,6 +413,9 @@ pub(crate) struct TraceRow {
     pub total_tokens: Option<i64>,
     pub total_cost_micros: Option<i64>,
     pub metadata: Value,
+    /// For a finished row: whether a start row was queued before it. A finished row without a
+    /// start cannot meet a stored row and is written by plain `COPY`.
+    pub start_sent: bool,
 }
 
 /// A row of `observability.spans`.
@@ -446,6 +454,8 @@ pub(crate) struct SpanRow {
     pub input_preview: Option<String>,
     pub output_preview: Option<String>,
     pub metadata: Value,
+    /// For a finished row: whether a start row was queued before it (see [`TraceRow`]).
+    pub start_sent: bool,
 }
 
 impl SpanRow {
@@ -530,15 +540,26 @@ impl Record {
         fn s(x: &Option<String>) -> usize {
             x.as_ref().map_or(0, String::len)
         }
-        // JSON values are counted by a cheap proxy: their serialised length would cost a pass.
+        // JSON: its strings and keys, and a node's overhead for every value (depth is bounded
+        // by the sanitiser, so the walk is short for the JSON records carry).
         fn j(v: &Value) -> usize {
-            match v {
-                Value::Null => 0,
-                Value::Object(m) => 64 * m.len(),
-                Value::Array(a) => 64 * a.len(),
-                Value::String(s) => s.len(),
-                _ => 16,
+            let mut bytes = 0;
+            let mut stack = vec![v];
+            while let Some(v) = stack.pop() {
+                bytes += 32;
+                match v {
+                    Value::String(s) => bytes += s.len(),
+                    Value::Array(a) => stack.extend(a),
+                    Value::Object(m) => {
+                        for (k, v) in m {
+                            bytes += k.len() + 32;
+                            stack.push(v);
+                        }
+                    }
+                    _ => {}
+                }
             }
+            bytes
         }
         match self {
             Record::Trace(r) => {

@@ -87,12 +87,14 @@ pub fn clean_opt(s: Option<String>, max_chars: usize) -> Option<String> {
     s.map(|s| clean_owned(s, max_chars))
 }
 
-/// Removes NUL characters from every string and key of a JSON value and replaces values nested
-/// deeper than `max_depth` with [`JSON_TOO_DEEP`].
+/// Removes NUL characters from every string and key of a JSON value, cuts strings (not keys)
+/// to [`TextLimits::content`] characters and keys to [`TextLimits::label`], and replaces values
+/// nested deeper than [`TextLimits::json_depth`] with [`JSON_TOO_DEEP`].
 ///
 /// Works without recursion, so a value nested 10,000 deep cannot overflow the stack; the value
 /// it returns is at most `max_depth` deep, so dropping and serialising it is safe too.
-pub fn clean_json(value: Value, max_depth: usize) -> Value {
+pub fn clean_json(value: Value, limits: &TextLimits) -> Value {
+    let max_depth = limits.json_depth;
     // A container being rebuilt, with the children still to visit.
     enum Frame {
         Array(Vec<Value>, std::vec::IntoIter<Value>),
@@ -102,16 +104,18 @@ pub fn clean_json(value: Value, max_depth: usize) -> Value {
             String,
         ),
     }
-    fn next_child(stack: &mut [Frame]) -> Option<Value> {
+    let max_key = limits.label;
+    let next_child = |stack: &mut [Frame]| -> Option<Value> {
         match stack.last_mut()? {
             Frame::Array(_, items) => items.next(),
             Frame::Object(_, entries, key) => {
                 let (k, v) = entries.next()?;
-                *key = strip_nul(k);
+                *key = clean_owned(k, max_key);
                 Some(v)
             }
         }
-    }
+    };
+
     fn pop_frame(stack: &mut Vec<Frame>) -> Value {
         match stack.pop() {
             Some(Frame::Array(out, _)) => Value::Array(out),
@@ -144,7 +148,7 @@ pub fn clean_json(value: Value, max_depth: usize) -> Value {
                 ));
                 None
             }
-            Value::String(s) => Some(Value::String(strip_nul(s))),
+            Value::String(s) => Some(Value::String(clean_owned(s, limits.content))),
             other => Some(other),
         };
         // Hand finished values to their parents until a parent has another child to visit.
@@ -166,14 +170,6 @@ pub fn clean_json(value: Value, max_depth: usize) -> Value {
                 None => done = Some(pop_frame(&mut stack)),
             }
         }
-    }
-}
-
-fn strip_nul(s: String) -> String {
-    if s.contains('\0') {
-        s.replace('\0', "")
-    } else {
-        s
     }
 }
 

@@ -711,3 +711,212 @@ async fn provider_reports_name_and_enabled() {
     assert!(p.enabled());
     drop(guard);
 }
+
+#[tokio::test]
+async fn a_trace_ends_once_and_only_from_the_context_that_started_it() {
+    let db = fresh_db().await;
+    let (p, guard) = Builder::new(&db.url).build().unwrap();
+    let ctx = ctx();
+    p.start_trace(&ctx, "t", OperationType::Chat, None);
+    p.start_trace(&ctx, "again", OperationType::Chat, None);
+    assert!(guard.flush(FLUSH));
+    p.end_trace(&ctx, Outcome::success(), TraceTotals::default());
+    p.end_trace(
+        &ctx,
+        Outcome::error("Late", "second end"),
+        TraceTotals::default(),
+    );
+    // A context that never started a trace cannot end one.
+    p.end_trace(
+        &TraceContext::new(),
+        Outcome::success(),
+        TraceTotals::default(),
+    );
+    assert!(guard.flush(FLUSH));
+    assert_eq!(guard.stats().rejected, 3);
+    let rows: Vec<(String, String)> =
+        sqlx::query_as("SELECT name, status FROM observability.traces")
+            .fetch_all(&db.pool)
+            .await
+            .unwrap();
+    assert_eq!(rows, [("t".to_owned(), "success".to_owned())]);
+    // The writer goes on.
+    let later = ctx();
+    p.start_trace(&later, "later", OperationType::Search, None);
+    p.end_trace(&later, Outcome::success(), TraceTotals::default());
+    assert!(guard.flush(FLUSH));
+    assert_eq!(count(&db.pool, "traces").await, 2);
+}
+
+#[tokio::test]
+async fn usage_under_an_explicit_span_counts_once() {
+    let db = fresh_db().await;
+    let (p, guard) = Builder::new(&db.url).build().unwrap();
+    let ctx = ctx();
+    p.start_trace(&ctx, "t", OperationType::Chat, None);
+    let wrapper = p.start_span(&ctx, "chat_completion", SpanType::Llm, None);
+    p.log_llm_call(
+        &ctx.child(wrapper),
+        LlmCall {
+            metrics: LlmMetrics {
+                prompt_tokens: Some(100),
+                completion_tokens: Some(10),
+                ..Default::default()
+            },
+            ..LlmCall::default()
+        },
+    );
+    p.end_span(
+        &ctx,
+        wrapper,
+        SpanEnd {
+            metrics: SpanMetrics::Llm(LlmMetrics {
+                prompt_tokens: Some(100),
+                completion_tokens: Some(10),
+                ..Default::default()
+            }),
+            ..SpanEnd::default()
+        },
+    );
+    p.end_trace(&ctx, Outcome::success(), TraceTotals::default());
+    assert!(guard.flush(FLUSH));
+    let total: Option<i64> = sqlx::query_scalar("SELECT total_tokens FROM observability.traces")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(total, Some(110));
+}
+
+#[tokio::test]
+async fn a_total_cost_too_large_for_the_column_is_stored_null_not_lost() {
+    let db = fresh_db().await;
+    let (p, guard) = Builder::new(&db.url).build().unwrap();
+    let ctx = ctx();
+    p.start_trace(&ctx, "expensive", OperationType::Generation, None);
+    for _ in 0..2 {
+        p.log_llm_call(
+            &ctx,
+            LlmCall {
+                metrics: LlmMetrics {
+                    cost_usd: Some(Decimal::new(6_000, 0)),
+                    ..Default::default()
+                },
+                ..LlmCall::default()
+            },
+        );
+    }
+    p.end_trace(&ctx, Outcome::success(), TraceTotals::default());
+    assert!(guard.flush(FLUSH));
+    assert_eq!(guard.stats().refused, 0);
+    let row = sqlx::query("SELECT status, total_cost_usd FROM observability.traces")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(row.get::<String, _>("status"), "success");
+    assert_eq!(row.get::<Option<Decimal>, _>("total_cost_usd"), None);
+    assert_eq!(count(&db.pool, "spans").await, 2);
+}
+
+#[tokio::test]
+async fn content_capture_off_and_a_redaction_hook_apply_before_queueing() {
+    use tracing_postgres::privacy::{NOT_CAPTURED, TextKind};
+    let db = fresh_db().await;
+    let (p, guard) = Builder::new(&db.url)
+        .capture_content(false)
+        .build()
+        .unwrap();
+    let ctx = ctx();
+    p.log_chat_message(
+        &ctx,
+        ChatMessage {
+            sources: vec![Source {
+                excerpt: Some("secret excerpt".into()),
+                doc_name: Some("a.pdf".into()),
+                ..Source::default()
+            }],
+            ..ChatMessage::new(ChatRole::User, "my secret question")
+        },
+    );
+    let span = p.start_span(&ctx, "search", SpanType::Retrieval, None);
+    p.end_span(
+        &ctx,
+        span,
+        SpanEnd {
+            metrics: SpanMetrics::Retrieval(RetrievalMetrics {
+                query_text: Some("secret query".into()),
+                result_count: Some(3),
+                ..Default::default()
+            }),
+            input_preview: Some("secret input".into()),
+            output_preview: Some("secret output".into()),
+            ..SpanEnd::default()
+        },
+    );
+    assert!(guard.flush(FLUSH));
+    let chat = sqlx::query("SELECT content, sources FROM observability.chat_messages")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(chat.get::<String, _>("content"), NOT_CAPTURED);
+    assert_eq!(
+        chat.get::<serde_json::Value, _>("sources"),
+        json!([{"doc_id": null, "doc_name": "a.pdf", "chunk_id": null, "score": null}])
+    );
+    let s = sqlx::query(
+        "SELECT query_text, input_preview, output_preview, result_count FROM observability.spans",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(s.get::<Option<String>, _>("query_text"), None);
+    assert_eq!(s.get::<Option<String>, _>("input_preview"), None);
+    assert_eq!(s.get::<Option<String>, _>("output_preview"), None);
+    assert_eq!(s.get::<Option<i32>, _>("result_count"), Some(3));
+    drop(guard);
+
+    let db = fresh_db().await;
+    let (p, guard) = Builder::new(&db.url)
+        .redact(|kind: TextKind, text: &mut String| {
+            *text = text.replace("alice@example.com", "[email]");
+            if kind == TextKind::ErrorMessage {
+                text.push_str(" (redacted)");
+            }
+        })
+        .build()
+        .unwrap();
+    p.log_chat_message(
+        &ctx,
+        ChatMessage::new(ChatRole::User, "mail alice@example.com"),
+    );
+    p.log_llm_call(
+        &ctx,
+        LlmCall {
+            input_preview: Some("to alice@example.com".into()),
+            outcome: Outcome::error("SendError", "bounced for alice@example.com"),
+            metadata: Some(json!({"to": ["alice@example.com"]})),
+            ..LlmCall::default()
+        },
+    );
+    assert!(guard.flush(FLUSH));
+    let content: String = sqlx::query_scalar("SELECT content FROM observability.chat_messages")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(content, "mail [email]");
+    let s = sqlx::query("SELECT input_preview, error_message, metadata FROM observability.spans")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        s.get::<Option<String>, _>("input_preview").as_deref(),
+        Some("to [email]")
+    );
+    assert_eq!(
+        s.get::<Option<String>, _>("error_message").as_deref(),
+        Some("bounced for [email] (redacted)")
+    );
+    assert_eq!(
+        s.get::<serde_json::Value, _>("metadata"),
+        json!({"to": ["[email]"]})
+    );
+}

@@ -338,3 +338,75 @@ async fn writer_reconnects_when_the_database_appears_later() {
         Some((0..100).sum())
     );
 }
+
+/// A database one migration behind (a column missing) is waited for, not taken for bad data:
+/// nothing is refused, and everything is written once the column is back.
+#[tokio::test]
+async fn a_schema_error_is_retried_not_refused() {
+    let db = fresh_db().await;
+    sqlx::query("ALTER TABLE observability.spans DROP COLUMN collection_name")
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    let (p, guard) = Builder::new(&db.url)
+        .flush_interval(Duration::from_millis(50))
+        .build()
+        .unwrap();
+    let ctx = ctx();
+    for i in 0..100 {
+        p.log_llm_call(&ctx, llm(i));
+    }
+    let ok = eventually(Duration::from_secs(10), || {
+        let retries = guard.stats().retries;
+        async move { retries >= 2 }
+    })
+    .await;
+    assert!(ok);
+    let s = guard.stats();
+    assert_eq!((s.written, s.refused), (0, 0), "{s:?}");
+    assert!(
+        s.last_error
+            .as_deref()
+            .unwrap_or("")
+            .contains("collection_name"),
+        "{s:?}"
+    );
+    sqlx::query("ALTER TABLE observability.spans ADD COLUMN collection_name text")
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    assert!(guard.flush(Duration::from_secs(30)));
+    assert_eq!(count(&db.pool, "spans").await, 100);
+    assert_eq!(guard.stats().refused, 0);
+}
+
+/// The byte budget counts what JSON holds: huge metadata fills it, and is counted as dropped.
+#[tokio::test]
+async fn the_byte_budget_counts_json_metadata() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let (p, guard) = Builder::new(format!("postgres://u@127.0.0.1:{port}/db"))
+        .max_queue_bytes(3 << 20)
+        .shutdown_timeout(Duration::from_millis(100))
+        .build()
+        .unwrap();
+    let ctx = ctx();
+    let big = "x".repeat(10 << 20);
+    for _ in 0..10 {
+        p.log_llm_call(
+            &ctx,
+            LlmCall {
+                metadata: Some(serde_json::json!({ "blob": big })),
+                ..LlmCall::default()
+            },
+        );
+    }
+    let s = guard.stats();
+    // Each value is cut to the content limit (1,000,000 characters): about 1 MB a record.
+    assert!(s.enqueued <= 3, "{s:?}");
+    assert_eq!(s.enqueued + s.dropped_full, 10, "{s:?}");
+    assert!(s.queued_bytes <= 3 << 20, "{s:?}");
+}

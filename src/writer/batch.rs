@@ -35,9 +35,9 @@ pub(crate) struct Batch {
     pub spans: Vec<Entry<SpanRow>>,
     pub chats: Vec<Entry<ChatMessageRow>>,
     pub docs: Vec<Entry<DocumentEventRow>>,
-    /// Where each start row of this batch sits, so its end can replace it.
-    trace_starts: HashMap<Uuid, usize>,
-    span_starts: HashMap<Uuid, usize>,
+    /// Where each trace or span row of this batch sits, so its end can replace its start.
+    trace_rows: HashMap<Uuid, usize>,
+    span_rows: HashMap<Uuid, usize>,
     /// Records taken from the queue into this batch.
     pub records: u64,
     /// Their bytes as counted against the queue's budget.
@@ -50,11 +50,11 @@ impl Batch {
         self.records += 1;
         self.bytes += bytes;
         match record {
-            Record::Trace(row) => merge(&mut self.traces, &mut self.trace_starts, *row, |r| {
-                (r.id, r.is_start())
+            Record::Trace(row) => merge(&mut self.traces, &mut self.trace_rows, *row, |r| {
+                (r.id, r.is_start(), r.start_sent)
             }),
-            Record::Span(row) => merge(&mut self.spans, &mut self.span_starts, *row, |r| {
-                (r.id, r.is_start())
+            Record::Span(row) => merge(&mut self.spans, &mut self.span_rows, *row, |r| {
+                (r.id, r.is_start(), r.start_sent)
             }),
             Record::Chat(row) => self.chats.push(Entry::new(*row, true)),
             Record::Document(row) => self.docs.push(Entry::new(*row, true)),
@@ -90,29 +90,36 @@ impl Batch {
         take(&mut self.docs, &mut left.docs, &mut want);
         left.records = left.record_count();
         self.records = self.record_count();
-        self.trace_starts.clear();
-        self.span_starts.clear();
+        self.trace_rows.clear();
+        self.span_rows.clear();
         (left, self)
     }
 }
 
-/// Adds a trace or span row: a start is remembered; an end replaces its start when the start is
-/// in this batch, and otherwise goes out as an upsert.
+/// Adds a trace or span row. A start is remembered; an end replaces its start when the start
+/// is in this batch. A second end of the same row is merged away (the first end wins, as it
+/// does against a stored row), so no batch holds one key twice.
 fn merge<T>(
     rows: &mut Vec<Entry<T>>,
-    starts: &mut HashMap<Uuid, usize>,
+    index: &mut HashMap<Uuid, usize>,
     row: T,
-    key: impl Fn(&T) -> (Uuid, bool),
+    key: impl Fn(&T) -> (Uuid, bool, bool),
 ) {
-    let (id, is_start) = key(&row);
-    if is_start {
-        starts.insert(id, rows.len());
-        rows.push(Entry::new(row, true));
-    } else if let Some(i) = starts.remove(&id) {
-        let entry = &mut rows[i];
-        entry.row = row;
-        entry.records += 1;
-    } else {
-        rows.push(Entry::new(row, false));
+    let (id, is_start, start_sent) = key(&row);
+    match index.get(&id).map(|&i| (i, key(&rows[i].row).1)) {
+        // The start is here: the end takes its place.
+        Some((i, true)) if !is_start => {
+            let entry = &mut rows[i];
+            entry.row = row;
+            entry.records += 1;
+        }
+        // A repeated start, or an end after an end: nothing to add.
+        Some((i, _)) => rows[i].records += 1,
+        None => {
+            index.insert(id, rows.len());
+            // An end whose start went out in an earlier batch may meet the stored start.
+            let fresh = is_start || !start_sent;
+            rows.push(Entry::new(row, fresh));
+        }
     }
 }

@@ -91,7 +91,13 @@ pub(crate) fn spawn(
                     return;
                 }
             };
-            let connect = config.connect.clone().disable_statement_logging();
+            // No statement logging, and no NOTICEs (such as "relation already exists") that
+            // sqlx would log into the application's subscriber.
+            let connect = config
+                .connect
+                .clone()
+                .disable_statement_logging()
+                .options([("client_min_messages", "warning")]);
             let links = (0..config.connections.max(1))
                 .map(|_| Link::new(connect.clone()))
                 .collect();

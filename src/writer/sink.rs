@@ -37,19 +37,14 @@ pub(crate) fn classify(err: &sqlx::Error) -> Failure {
         sqlx::Error::Database(db) => {
             let code = db.code();
             let code = code.as_deref().unwrap_or("");
-            match code {
-                // Missing privilege, schema or table: fixable by an operator without losing
-                // the buffered rows, so wait.
-                "42501" | "42P01" | "3F000" => Failure::Transient,
-                // Data exceptions, integrity violations, program limits (such as an index
-                // row too large), other syntax or access rule violations.
-                c if c.starts_with("22")
-                    || c.starts_with("23")
-                    || c.starts_with("54")
-                    || c.starts_with("42") =>
-                {
-                    Failure::Refused
-                }
+            match code.get(..2).unwrap_or("") {
+                // Data exceptions, integrity violations, cardinality violations, program
+                // limits (an index row too large), features a value needs, and exceptions
+                // raised by the application's own triggers: this data is refused.
+                "22" | "23" | "21" | "54" | "0A" | "P0" => Failure::Refused,
+                // Everything else, class 42 included (missing privilege, schema, table or
+                // column: a database one migration behind), is fixable by an operator without
+                // losing the buffered rows, so wait and retry.
                 _ => Failure::Transient,
             }
         }
@@ -62,6 +57,9 @@ pub(crate) fn classify(err: &sqlx::Error) -> Failure {
 
 /// Longest wait for a new connection before the attempt counts as failed and is retried.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Longest write of one batch: past it (a half-open connection, a lock held for minutes) the
+/// connection is dropped and the batch retried on a new one.
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// One of the writer's connections, opened on first use and again after a transient failure.
 #[derive(Debug)]
@@ -104,7 +102,9 @@ impl Link {
                 slot.insert(c)
             }
         };
-        write_batch(conn, batch, mode).await
+        tokio::time::timeout(ATTEMPT_TIMEOUT, write_batch(conn, batch, mode))
+            .await
+            .unwrap_or_else(|_| Err(sqlx::Error::PoolTimedOut))
     }
 }
 
