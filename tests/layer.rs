@@ -656,8 +656,12 @@ async fn explicit_calls_join_the_current_instrumented_trace() {
                 DocumentEventStatus::Completed,
             ),
         );
+        // The root span is the trace: explicit start and end of it are refused and counted.
+        layer.start_trace(&ctx, "again", OperationType::Chat, None);
+        layer.end_trace(&ctx, Outcome::success(), TraceTotals::default());
     });
     assert!(guard.flush(FLUSH));
+    assert_eq!(guard.stats().rejected, 2);
     let trace: Uuid = sqlx::query_scalar("SELECT id FROM observability.traces")
         .fetch_one(&db.pool)
         .await

@@ -741,7 +741,7 @@ async fn a_trace_ends_once_and_only_from_the_context_that_started_it() {
             .unwrap();
     assert_eq!(rows, [("t".to_owned(), "success".to_owned())]);
     // The writer goes on.
-    let later = ctx();
+    let later = TraceContext::new();
     p.start_trace(&later, "later", OperationType::Search, None);
     p.end_trace(&later, Outcome::success(), TraceTotals::default());
     assert!(guard.flush(FLUSH));
