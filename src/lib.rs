@@ -110,6 +110,8 @@
 mod builder;
 mod context;
 mod fields;
+#[doc(hidden)]
+pub mod fuzzing;
 mod handle;
 mod layer;
 pub mod migrate;

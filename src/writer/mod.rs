@@ -7,7 +7,7 @@
 //! many users of exporters that borrowed it).
 
 pub(crate) mod batch;
-mod copy;
+pub(crate) mod copy;
 mod sink;
 mod tables;
 
