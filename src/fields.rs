@@ -9,6 +9,8 @@ use std::fmt;
 
 use tracing::field::{Field, Visit};
 
+use crate::sanitize::{TextLimits, clean_owned, clean_text};
+
 /// A column (or event role) a field can fill.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Slot {
@@ -212,6 +214,14 @@ impl Val {
         }
     }
 
+    /// The value as JSON, a string cleaned of NULs and cut to `max_chars`.
+    pub fn into_clean_json(self, max_chars: usize) -> serde_json::Value {
+        match self {
+            Val::S(s) => serde_json::Value::String(clean_owned(s, max_chars)),
+            other => other.into_json(),
+        }
+    }
+
     pub fn into_json(self) -> serde_json::Value {
         use serde_json::Value as J;
         match self {
@@ -307,11 +317,20 @@ impl Fields {
         self.has(Slot::PromptTokens) || self.has(Slot::CompletionTokens) || self.has(Slot::CostUsd)
     }
 
-    /// The fields kept in metadata, as a JSON object.
-    pub fn extra_json(&self) -> serde_json::Map<String, serde_json::Value> {
+    /// Takes the fields kept in metadata, as a JSON object already sanitised (flat values: no
+    /// second pass needed).
+    pub fn take_extra_json(
+        &mut self,
+        limits: &TextLimits,
+    ) -> serde_json::Map<String, serde_json::Value> {
         self.extra
-            .iter()
-            .map(|(name, val)| ((*name).to_owned(), val.clone().into_json()))
+            .drain(..)
+            .map(|(name, val)| {
+                (
+                    clean_text(name, limits.label),
+                    val.into_clean_json(limits.content),
+                )
+            })
             .collect()
     }
 }

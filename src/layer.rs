@@ -260,7 +260,8 @@ impl PostgresLayer {
 
     /// The span's metadata: fields without a column, attached events, ids that were not UUIDs.
     fn metadata(&self, data: &mut SpanData) -> Value {
-        let mut m = data.fields.extra_json();
+        let l = self.limits();
+        let mut m = data.fields.take_extra_json(l);
         for slot in [Slot::UserId, Slot::KbId] {
             // An id that is not a UUID has no column to go to: keep it as given.
             if let Some(v) = data.fields.get(slot).filter(|v| parse_uuid(v).is_none()) {
@@ -269,7 +270,7 @@ impl PostgresLayer {
                 } else {
                     "kb_id"
                 };
-                m.insert(key.to_owned(), v.clone().into_json());
+                m.insert(key.to_owned(), v.clone().into_clean_json(l.label));
             }
         }
         if !data.events.is_empty() {
@@ -284,7 +285,8 @@ impl PostgresLayer {
                 Value::from(data.events_dropped),
             );
         }
-        clean_json(Value::Object(m), self.limits())
+        // Keys, strings and depth are clean already: events were cleaned when attached.
+        Value::Object(m)
     }
 
     /// Tokens and cost (micro-dollars, with its source) the span reports.
@@ -448,7 +450,7 @@ impl PostgresLayer {
         self.push(Record::Chat(Box::new(row)));
     }
 
-    fn on_document_event(&self, fields: Fields, span: Option<&SpanData>) {
+    fn on_document_event(&self, mut fields: Fields, span: Option<&SpanData>) {
         let l = *self.limits();
         let Some(document_id) = fields.get(Slot::DocumentId).and_then(parse_uuid) else {
             self.provider
@@ -470,10 +472,12 @@ impl PostgresLayer {
             Some(ms) if finished => now - chrono::TimeDelta::microseconds((ms * 1000.0) as i64),
             _ => now,
         };
-        let mut extra = fields.extra_json();
-        extra.remove("message");
+        let mut extra = fields.take_extra_json(&l);
         if let Some(m) = fields.text(Slot::Message) {
-            extra.insert("message".to_owned(), Value::String(m));
+            extra.insert(
+                "message".to_owned(),
+                Value::String(clean_owned(m, l.content)),
+            );
         }
         let row = DocumentEventRow {
             id: Uuid::now_v7(),
@@ -519,7 +523,7 @@ impl PostgresLayer {
                 .map(|s| clean_owned(s, l.error_message)),
             retryable: fields.bool(Slot::Retryable),
             retry_count: fields.i32(Slot::RetryCount).filter(|n| *n >= 0),
-            metadata: clean_json(Value::Object(extra), &l),
+            metadata: Value::Object(extra),
         };
         self.push(Record::Document(Box::new(row)));
     }
@@ -778,9 +782,12 @@ where
                 obj.insert("target".to_owned(), Value::String(meta.target().to_owned()));
                 obj.insert("at".to_owned(), Value::String(Utc::now().to_rfc3339()));
                 if let Some(m) = fields.take(Slot::Message) {
-                    obj.insert("message".to_owned(), m.into_json());
+                    obj.insert(
+                        "message".to_owned(),
+                        m.into_clean_json(self.limits().content),
+                    );
                 }
-                obj.extend(fields.extra_json());
+                obj.extend(fields.take_extra_json(self.limits()));
                 data.events.push(Value::Object(obj));
             }
             EventKind::Ignore => {}
