@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
@@ -131,8 +131,8 @@ pub(crate) struct OpenSpan {
 /// Cost is kept in micro-dollars so it can be added atomically without rounding drift.
 #[derive(Debug, Default)]
 pub(crate) struct Totals {
-    pub(crate) prompt_tokens: AtomicU64,
-    pub(crate) completion_tokens: AtomicU64,
+    pub(crate) prompt_tokens: AtomicI64,
+    pub(crate) completion_tokens: AtomicI64,
     pub(crate) cost_micros: AtomicI64,
     pub(crate) has_cost: std::sync::atomic::AtomicBool,
 }
@@ -144,29 +144,28 @@ impl Totals {
         completion: Option<i64>,
         cost_micros: Option<i64>,
     ) {
+        // Sums saturate at i64::MAX rather than wrap: a wrapped total would be a wrong number
+        // stored without a word.
+        fn add(total: &AtomicI64, v: i64) {
+            let _ = total.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |t| {
+                Some(t.saturating_add(v.max(0)))
+            });
+        }
         if let Some(p) = prompt {
-            self.prompt_tokens
-                .fetch_add(p.max(0) as u64, Ordering::Relaxed);
+            add(&self.prompt_tokens, p);
         }
         if let Some(c) = completion {
-            self.completion_tokens
-                .fetch_add(c.max(0) as u64, Ordering::Relaxed);
+            add(&self.completion_tokens, c);
         }
         if let Some(c) = cost_micros {
-            self.cost_micros.fetch_add(c, Ordering::Relaxed);
+            add(&self.cost_micros, c);
             self.has_cost.store(true, Ordering::Relaxed);
         }
     }
 
     pub(crate) fn snapshot(&self) -> (i64, i64, Option<i64>) {
-        let p = self
-            .prompt_tokens
-            .load(Ordering::Relaxed)
-            .min(i64::MAX as u64) as i64;
-        let c = self
-            .completion_tokens
-            .load(Ordering::Relaxed)
-            .min(i64::MAX as u64) as i64;
+        let p = self.prompt_tokens.load(Ordering::Relaxed);
+        let c = self.completion_tokens.load(Ordering::Relaxed);
         let cost = self
             .has_cost
             .load(Ordering::Relaxed)

@@ -80,7 +80,7 @@ impl Bytes<'_> {
         clean_text(&String::from_utf8_lossy(self.take(n)), 1000)
     }
     fn opt_text(&mut self) -> Option<String> {
-        (self.u8() % 2 == 0).then(|| self.text())
+        self.u8().is_multiple_of(2).then(|| self.text())
     }
     fn ts(&mut self) -> DateTime<Utc> {
         DateTime::from_timestamp_micros(self.i64() % 4_000_000_000_000_000).unwrap_or_default()
@@ -171,7 +171,7 @@ pub fn encode(data: &[u8]) {
                     event_type: b.text(),
                     status: b.text(),
                     started_at: b.ts(),
-                    retryable: Some(b.u8() % 2 == 0),
+                    retryable: Some(b.u8().is_multiple_of(2)),
                     metadata: b.json(),
                     ..DocumentEventRow::default()
                 };

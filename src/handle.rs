@@ -19,7 +19,7 @@ impl Handle {
     /// application's threads.
     pub fn push(&self, mut record: Record) {
         if self.privacy.is_active() {
-            self.privacy.apply(&mut record);
+            self.privacy.apply(&mut record, &self.limits);
         }
         self.queue.push(record);
     }

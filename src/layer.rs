@@ -459,20 +459,31 @@ impl PostgresLayer {
                 .reject("document event: document_id is not a UUID");
             return;
         };
-        let status = fields
+        // The status column holds four values; common synonyms map onto them, and anything
+        // else is stored as `completed` with the given status kept in metadata.
+        let given_status = fields
             .text(Slot::Status)
-            .and_then(|s| DocumentEventStatus::parse(s.trim()))
-            .unwrap_or(DocumentEventStatus::Completed);
+            .map(|s| clean_text(s.trim(), l.label));
+        let status = given_status.as_deref().map(document_status);
         let now = Utc::now();
         let duration = fields
             .f64(Slot::DurationMs)
             .filter(|x| x.is_finite() && *x >= 0.0 && *x < 1e12);
+        let status_unknown = matches!(status, Some(None));
+        let status = status.flatten().unwrap_or(DocumentEventStatus::Completed);
         let finished = status != DocumentEventStatus::Started;
         let started_at = match duration {
             Some(ms) if finished => now - chrono::TimeDelta::microseconds((ms * 1000.0) as i64),
             _ => now,
         };
         let mut extra = fields.take_extra_json(&l);
+        if status_unknown && let Some(s) = given_status {
+            extra.insert("status".to_owned(), Value::String(s));
+        }
+        // A kb id that is not a UUID has no column to go to: keep it as given.
+        if let Some(v) = fields.get(Slot::KbId).filter(|v| parse_uuid(v).is_none()) {
+            extra.insert("kb_id".to_owned(), v.clone().into_clean_json(l.label));
+        }
         if let Some(m) = fields.text(Slot::Message) {
             extra.insert(
                 "message".to_owned(),
@@ -527,6 +538,19 @@ impl PostgresLayer {
         };
         self.push(Record::Document(Box::new(row)));
     }
+}
+
+/// A document event's status from its text: the four stored values and their common synonyms;
+/// `None` for anything else.
+fn document_status(s: &str) -> Option<DocumentEventStatus> {
+    let lower = s.to_ascii_lowercase();
+    Some(match lower.as_str() {
+        "error" | "fail" | "failure" | "errored" => DocumentEventStatus::Failed,
+        "ok" | "success" | "succeeded" | "done" | "complete" => DocumentEventStatus::Completed,
+        "start" | "running" | "in_progress" | "begin" => DocumentEventStatus::Started,
+        "skip" => DocumentEventStatus::Skipped,
+        other => return DocumentEventStatus::parse(other),
+    })
 }
 
 fn millis(start: DateTime<Utc>, end: DateTime<Utc>) -> f64 {

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use crate::record::Record;
+use crate::sanitize::{TextLimits, clean_owned};
 
 /// Stored in `chat_messages.content` when content capture is off.
 pub const NOT_CAPTURED: &str = "[not captured]";
@@ -59,12 +60,12 @@ impl Privacy {
     }
 
     /// Applies the settings to a record about to be queued.
-    pub fn apply(&self, record: &mut Record) {
+    pub fn apply(&self, record: &mut Record, limits: &TextLimits) {
         if self.skip_content {
             drop_content(record);
         }
         if let Some(r) = &self.redactor {
-            redact(record, r);
+            redact(record, r, limits);
         }
     }
 }
@@ -90,12 +91,19 @@ fn drop_content(record: &mut Record) {
     }
 }
 
-fn redact(record: &mut Record, r: &Redactor) {
+fn redact(record: &mut Record, r: &Redactor, limits: &TextLimits) {
+    // What the hook returns is cleaned again: it must not bring back a NUL or a long text.
     let text = |kind, s: &mut String| {
         let call = std::panic::AssertUnwindSafe(|| r(kind, s));
         if std::panic::catch_unwind(call).is_err() {
             *s = "[redaction failed]".to_owned();
         }
+        let max = match kind {
+            TextKind::InputPreview | TextKind::OutputPreview => limits.preview,
+            TextKind::ErrorMessage => limits.error_message,
+            _ => limits.content,
+        };
+        *s = clean_owned(std::mem::take(s), max);
     };
     let opt = |kind, s: &mut Option<String>| {
         if let Some(s) = s {

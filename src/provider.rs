@@ -589,7 +589,7 @@ impl ObservabilityProvider for PostgresProvider {
     fn log_document_event(&self, ctx: &TraceContext, event: DocumentEvent) {
         let l = *self.limits();
         let now = Utc::now();
-        let duration = finite(event.duration_ms).filter(|d| *d >= 0.0);
+        let duration = finite(event.duration_ms).filter(|d| (0.0..1e12).contains(d));
         let finished = !matches!(event.status, DocumentEventStatus::Started);
         let mut row = DocumentEventRow {
             id: Uuid::now_v7(),

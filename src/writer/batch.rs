@@ -10,7 +10,9 @@ use crate::record::{ChatMessageRow, DocumentEventRow, Record, SpanRow, TraceRow}
 /// One row of a batch.
 #[derive(Debug)]
 pub(crate) struct Entry<T> {
-    pub row: T,
+    /// Boxed as it came from the queue: rows are large, and moving them into the batch (and
+    /// again when its vector grows) cost more than the rest of the writer's work.
+    pub row: Box<T>,
     /// Records this row stands for: 2 when a start and its end were merged.
     pub records: u32,
     /// `true` when no earlier batch can have stored a row with this key, so a plain `COPY` into
@@ -19,7 +21,7 @@ pub(crate) struct Entry<T> {
 }
 
 impl<T> Entry<T> {
-    fn new(row: T, fresh: bool) -> Self {
+    fn new(row: Box<T>, fresh: bool) -> Self {
         Self {
             row,
             records: 1,
@@ -45,19 +47,28 @@ pub(crate) struct Batch {
 }
 
 impl Batch {
+    /// An empty batch with room for `rows` spans (the bulk of most batches) without growing.
+    pub fn with_capacity(rows: usize) -> Self {
+        Self {
+            spans: Vec::with_capacity(rows),
+            span_rows: HashMap::with_capacity(rows),
+            ..Self::default()
+        }
+    }
+
     /// Adds a record taken from the queue.
     pub fn push(&mut self, record: Record, bytes: usize) {
         self.records += 1;
         self.bytes += bytes;
         match record {
-            Record::Trace(row) => merge(&mut self.traces, &mut self.trace_rows, *row, |r| {
+            Record::Trace(row) => merge(&mut self.traces, &mut self.trace_rows, row, |r| {
                 (r.id, r.is_start(), r.start_sent)
             }),
-            Record::Span(row) => merge(&mut self.spans, &mut self.span_rows, *row, |r| {
+            Record::Span(row) => merge(&mut self.spans, &mut self.span_rows, row, |r| {
                 (r.id, r.is_start(), r.start_sent)
             }),
-            Record::Chat(row) => self.chats.push(Entry::new(*row, true)),
-            Record::Document(row) => self.docs.push(Entry::new(*row, true)),
+            Record::Chat(row) => self.chats.push(Entry::new(row, true)),
+            Record::Document(row) => self.docs.push(Entry::new(row, true)),
         }
     }
 
@@ -102,7 +113,7 @@ impl Batch {
 fn merge<T>(
     rows: &mut Vec<Entry<T>>,
     index: &mut HashMap<Uuid, usize>,
-    row: T,
+    row: Box<T>,
     key: impl Fn(&T) -> (Uuid, bool, bool),
 ) {
     let (id, is_start, start_sent) = key(&row);

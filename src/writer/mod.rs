@@ -105,7 +105,7 @@ pub(crate) fn spawn(
                 runtime,
                 links,
                 shared,
-                batch: Batch::default(),
+                batch: Batch::with_capacity(config.batch_size.max(1)),
                 batch_size: config.batch_size.max(1),
                 flush_interval: config.flush_interval,
                 warnings: RefCell::default(),
@@ -287,7 +287,7 @@ impl Writer {
         if self.batch.records == 0 {
             return;
         }
-        let batch = std::mem::take(&mut self.batch);
+        let batch = std::mem::replace(&mut self.batch, Batch::with_capacity(self.batch_size));
         let bytes = batch.bytes;
         // Split only batches big enough for a second connection to pay for its transaction.
         let parts = (batch.rows() / MIN_ROWS_PER_CONNECTION).clamp(1, self.links.len());

@@ -158,7 +158,7 @@ fn encode<'a, T: Table + 'a>(rows: impl Iterator<Item = &'a Entry<T>>) -> Option
     let mut enc = CopyEncoder::new();
     let mut any = false;
     for e in rows {
-        enc.row(&e.row);
+        enc.row(&*e.row);
         any = true;
     }
     any.then(|| enc.finish())
