@@ -773,3 +773,43 @@ async fn a_panic_inside_a_span_is_recorded_as_an_error() {
         .unwrap();
     assert_eq!(t, "error");
 }
+
+/// With `span_starts`, a long span is visible as `in_progress` within one flush interval of its
+/// start, and its end replaces that row (one row, finished).
+#[tokio::test]
+async fn long_spans_are_visible_in_progress_with_span_starts() {
+    let (db, _layer, guard, dispatch) = setup(|b| b.span_starts(true)).await;
+    let root = tracing::dispatcher::with_default(&dispatch, || tracing::info_span!("request"));
+    let long = tracing::dispatcher::with_default(
+        &dispatch,
+        || tracing::info_span!(parent: &root, "long_running", model = "m"),
+    );
+    assert!(guard.flush(FLUSH));
+    let status: String =
+        sqlx::query_scalar("SELECT status FROM observability.spans WHERE name = 'long_running'")
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+    assert_eq!(status, "in_progress");
+    let trace_status: String = sqlx::query_scalar("SELECT status FROM observability.traces")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(trace_status, "in_progress");
+    tracing::dispatcher::with_default(&dispatch, || {
+        drop(long);
+        drop(root);
+    });
+    assert!(guard.flush(FLUSH));
+    let rows: Vec<(String, String)> =
+        sqlx::query_as("SELECT name, status FROM observability.spans")
+            .fetch_all(&db.pool)
+            .await
+            .unwrap();
+    assert_eq!(rows, [("long_running".to_owned(), "success".to_owned())]);
+    let trace_status: String = sqlx::query_scalar("SELECT status FROM observability.traces")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(trace_status, "success");
+}
