@@ -229,16 +229,10 @@ impl PostgresLayer {
             started_at: data.started_at,
             ended_at,
             duration_ms: ended_at.map(|e| millis(data.started_at, e)),
-            status: Status::InProgress,
-            error_type: None,
-            error_message: None,
-            prompt_tokens: None,
-            completion_tokens: None,
-            total_tokens: None,
-            total_cost_micros: None,
             metadata: Value::Object(Map::new()),
             // A root span's start row is always queued.
             start_sent: ended_at.is_some(),
+            ..TraceRow::default()
         }
     }
 

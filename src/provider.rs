@@ -648,17 +648,8 @@ fn trace_row(ctx: &TraceContext, header: &TraceHeader, label: usize) -> TraceRow
         session_id: ctx.session_id.as_deref().map(|s| clean_text(s, label)),
         kb_id: ctx.kb_id,
         started_at: header.started_at,
-        ended_at: None,
-        duration_ms: None,
-        status: Status::InProgress,
-        error_type: None,
-        error_message: None,
-        prompt_tokens: None,
-        completion_tokens: None,
-        total_tokens: None,
-        total_cost_micros: None,
         metadata: header.metadata.clone(),
-        start_sent: false,
+        ..TraceRow::default()
     }
 }
 

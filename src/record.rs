@@ -465,6 +465,32 @@ impl SpanRow {
     }
 }
 
+/// An empty start row: what a trace row is before its fields are filled.
+impl Default for TraceRow {
+    fn default() -> Self {
+        Self {
+            id: Uuid::nil(),
+            name: Text::Borrowed(""),
+            operation_type: Text::Borrowed(""),
+            user_id: None,
+            session_id: None,
+            kb_id: None,
+            started_at: DateTime::default(),
+            ended_at: None,
+            duration_ms: None,
+            status: Status::InProgress,
+            error_type: None,
+            error_message: None,
+            prompt_tokens: None,
+            completion_tokens: None,
+            total_tokens: None,
+            total_cost_micros: None,
+            metadata: Value::Null,
+            start_sent: false,
+        }
+    }
+}
+
 impl TraceRow {
     /// `true` for a start row, which a later finished row replaces.
     pub fn is_start(&self) -> bool {
