@@ -41,7 +41,7 @@
 use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::hint::black_box;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -61,6 +61,9 @@ use tracing_subscriber::layer::Identity;
 use tracing_subscriber::prelude::*;
 
 const SUBSCRIBERS: [&str; 4] = ["registry", "pg_layer", "otel", "fmt_sink"];
+
+/// Criterion samples per function.
+const SAMPLE_SIZE: usize = 30;
 
 /// Long enough for the backlog the writer accumulates during one measurement to be written.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(900);
@@ -409,7 +412,60 @@ fn provider_call_times(layer: &PostgresLayer, samples: usize) -> CallTimes {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Criterion's own estimates, read back from its output files
+// Criterion's estimates
+
+/// Criterion's estimates of one function, in ns per iteration.
+#[derive(Debug, Clone, Copy)]
+struct CritEstimate {
+    /// The slope of time over iterations across its samples: the figure criterion prints as
+    /// `time` for linearly sampled benchmarks.
+    slope: f64,
+    /// The median of the samples' per-iteration means (its `median` estimate).
+    median: f64,
+}
+
+impl CritEstimate {
+    /// Computed from the `(iterations, time)` pairs of the samples, as criterion does
+    /// (an ordinary least-squares line through the origin, and a median).
+    fn from_samples(samples: &[(u64, Duration)]) -> Option<CritEstimate> {
+        if samples.is_empty() {
+            return None;
+        }
+        let (mut xy, mut xx) = (0.0, 0.0);
+        for (iters, time) in samples {
+            let (x, y) = (*iters as f64, time.as_nanos() as f64);
+            xy += x * y;
+            xx += x * x;
+        }
+        let per_iter = samples
+            .iter()
+            .map(|(iters, time)| time.as_nanos() as f64 / *iters as f64)
+            .collect();
+        Some(CritEstimate {
+            slope: xy / xx,
+            median: median(per_iter),
+        })
+    }
+
+    /// Read back from criterion's `estimates.json`, when written between `from` and `to`.
+    fn from_file(group: &str, function: &str, from: SystemTime, to: SystemTime) -> Option<Self> {
+        let path = criterion_dir()
+            .join(group)
+            .join(function)
+            .join("new")
+            .join("estimates.json");
+        let modified = std::fs::metadata(&path).ok()?.modified().ok()?;
+        if modified < from || modified > to {
+            return None;
+        }
+        let v: Value = serde_json::from_slice(&std::fs::read(&path).ok()?).ok()?;
+        let median = v["median"]["point_estimate"].as_f64()?;
+        Some(CritEstimate {
+            slope: v["slope"]["point_estimate"].as_f64().unwrap_or(median),
+            median,
+        })
+    }
+}
 
 /// Where criterion writes (as criterion finds it: `CRITERION_HOME`, else the target directory).
 fn criterion_dir() -> PathBuf {
@@ -424,20 +480,6 @@ fn criterion_dir() -> PathBuf {
         .ok()
         .and_then(|exe| exe.ancestors().nth(3).map(|t| t.join("criterion")))
         .unwrap_or_else(|| PathBuf::from("target/criterion"))
-}
-
-/// Criterion's median estimate (ns per iteration) for one function, if written by this run.
-fn criterion_median(dir: &Path, group: &str, function: &str, since: SystemTime) -> Option<f64> {
-    let path = dir
-        .join(group)
-        .join(function)
-        .join("new")
-        .join("estimates.json");
-    if std::fs::metadata(&path).ok()?.modified().ok()? < since {
-        return None;
-    }
-    let v: Value = serde_json::from_slice(&std::fs::read(&path).ok()?).ok()?;
-    v["median"]["point_estimate"].as_f64()
 }
 
 fn fmt_ratio(a: Option<f64>, b: Option<f64>) -> String {
@@ -462,12 +504,11 @@ fn peak_rss_mib() -> Option<u64> {
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let started = Instant::now();
-    let since = SystemTime::now();
     // Parsed first, so `--help` and bad arguments exit before a database is created.
     let mut c = Criterion::default()
         .measurement_time(Duration::from_secs(3))
         .warm_up_time(Duration::from_secs(1))
-        .sample_size(30)
+        .sample_size(SAMPLE_SIZE)
         .configure_from_args();
     let flag = |f: &str| std::env::args().any(|a| a == f);
     if flag("--list") {
@@ -479,6 +520,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("provider_call/log_llm_call: benchmark");
         return Ok(());
     }
+    // The routine's last calls are criterion's samples: 30 of them, or 2 in quick mode; in
+    // test and profile modes there are none.
+    let criterion_samples = if flag("--test") || flag("--profile-time") {
+        0
+    } else if flag("--quick") {
+        2
+    } else {
+        SAMPLE_SIZE
+    };
     let (loop_iters, loop_runs, provider_samples): (u64, usize, usize) = if flag("--test") {
         (1_000, 1, 1_000)
     } else if flag("--quick") {
@@ -526,14 +576,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ),
     ];
 
-    // Per workload: subscriber -> ns/iteration from the plain loop.
+    // Per workload: subscriber -> ns/iteration from the plain loops, and criterion's estimates.
     let mut loops: BTreeMap<&str, BTreeMap<&str, f64>> = BTreeMap::new();
+    let mut crit: BTreeMap<&str, BTreeMap<&str, Option<CritEstimate>>> = BTreeMap::new();
     let mut otel_drops: BTreeMap<&str, i64> = BTreeMap::new();
 
     for w in &WORKLOADS {
         let mut group = c.benchmark_group(w.name);
+        let mut estimates = BTreeMap::new();
         for (sub, dispatch) in SUBSCRIBERS.iter().zip(&dispatches) {
             let is_pg = *sub == "pg_layer";
+            // Every call's (iterations, measured time): its last calls are criterion's samples,
+            // so its estimates are computed here rather than read back from its files.
+            let mut calls: Vec<(u64, Duration)> = Vec::new();
             in_root(dispatch, || {
                 // `iter_custom` times exactly what `iter` would (a loop of `iters` calls), and
                 // lets the writer's backlog be written after the timed loop, unmeasured.
@@ -544,6 +599,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                             (w.run)();
                         }
                         let elapsed = start.elapsed();
+                        calls.push((iters, elapsed));
                         if is_pg {
                             pg.settle();
                         }
@@ -551,10 +607,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     })
                 });
             });
+            let samples = (criterion_samples > 0 && calls.len() >= criterion_samples)
+                .then(|| &calls[calls.len() - criterion_samples..]);
+            estimates.insert(*sub, samples.and_then(CritEstimate::from_samples));
             if is_pg {
                 pg.flush_after(&format!("criterion {}", w.name));
             }
         }
+        crit.insert(w.name, estimates);
         group.finish();
 
         let _ = otel_provider.force_flush();
@@ -577,8 +637,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
 
     // The explicit provider call, on the caller's thread, against the same writer and server.
+    // `iter_batched` builds each batch's `LlmCall`s before its timed section; criterion's
+    // estimate is read back from its file (when written during this group).
+    let (provider_from, provider_to);
     {
         let ctx = TraceContext::new();
+        provider_from = SystemTime::now();
         let mut group = c.benchmark_group("provider_call");
         let mut i = 0_i64;
         group.bench_function("log_llm_call", |b| {
@@ -596,6 +660,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             )
         });
         group.finish();
+        provider_to = SystemTime::now();
         pg.flush_after("criterion provider_call");
     }
     let calls = provider_call_times(&pg.layer, provider_samples);
@@ -603,20 +668,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     c.final_summary();
 
-    // Summary: the plain loops, criterion's medians where found, the ratios.
-    let dir = criterion_dir();
+    // Summary: the plain loops, criterion's estimates, the ratios.
     let round1 = |x: f64| (x * 10.0).round() / 10.0;
     let round3 = |x: f64| (x * 1000.0).round() / 1000.0;
     let mut workloads = serde_json::Map::new();
     println!();
     for w in &WORKLOADS {
         let l = &loops[w.name];
-        let crit: BTreeMap<&str, Option<f64>> = SUBSCRIBERS
-            .iter()
-            .map(|s| (*s, criterion_median(&dir, w.name, s, since)))
-            .collect();
+        let slope = |s: &str| crit[w.name][s].map(|e| e.slope);
         println!(
-            "{:<22} loop ns/iter: registry {:.1}, pg_layer {:.1}, otel {:.1}, fmt_sink {:.1}; \
+            "{:<22} loop ns/iter:      registry {:.1}, pg_layer {:.1}, otel {:.1}, fmt_sink {:.1}; \
              pg_layer/otel {:.2}, pg_layer/registry {:.2}",
             w.name,
             l["registry"],
@@ -627,19 +688,22 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             l["pg_layer"] / l["registry"],
         );
         println!(
-            "{:<22} criterion median ns/iter: registry {}, pg_layer {}, otel {}, fmt_sink {}; \
+            "{:<22} criterion ns/iter: registry {}, pg_layer {}, otel {}, fmt_sink {}; \
              pg_layer/otel {}, pg_layer/registry {}",
             "",
-            fmt_opt(crit["registry"]),
-            fmt_opt(crit["pg_layer"]),
-            fmt_opt(crit["otel"]),
-            fmt_opt(crit["fmt_sink"]),
-            fmt_ratio(crit["pg_layer"], crit["otel"]),
-            fmt_ratio(crit["pg_layer"], crit["registry"]),
+            fmt_opt(slope("registry")),
+            fmt_opt(slope("pg_layer")),
+            fmt_opt(slope("otel")),
+            fmt_opt(slope("fmt_sink")),
+            fmt_ratio(slope("pg_layer"), slope("otel")),
+            fmt_ratio(slope("pg_layer"), slope("registry")),
         );
-        let criterion_ns: serde_json::Map<String, Value> = crit
+        let criterion_ns: serde_json::Map<String, Value> = crit[w.name]
             .iter()
-            .map(|(k, v)| ((*k).to_owned(), json!(v.map(round1))))
+            .map(|(k, e)| {
+                let v = e.map(|e| json!({ "slope": round1(e.slope), "median": round1(e.median) }));
+                ((*k).to_owned(), v.unwrap_or(Value::Null))
+            })
             .collect();
         workloads.insert(
             w.name.to_owned(),
@@ -650,21 +714,22 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 "fmt_sink": round1(l["fmt_sink"]),
                 "pg_layer_over_otel": round3(l["pg_layer"] / l["otel"]),
                 "pg_layer_over_registry": round3(l["pg_layer"] / l["registry"]),
-                "criterion_median_ns": criterion_ns,
+                "criterion_ns": criterion_ns,
                 "otel_spans_dropped": otel_drops.get(w.name),
             }),
         );
     }
-    let provider_crit = criterion_median(&dir, "provider_call", "log_llm_call", since);
+    let provider_crit =
+        CritEstimate::from_file("provider_call", "log_llm_call", provider_from, provider_to);
     println!(
         "{:<22} log_llm_call p50 {} ns, p99 {} ns, mean {:.0} ns ({provider_samples} calls, \
-         timer {} ns subtracted); criterion median {} ns",
+         timer {} ns subtracted); criterion {} ns/iter",
         "provider_call",
         calls.p50,
         calls.p99,
         calls.mean,
         calls.timer,
-        fmt_opt(provider_crit),
+        fmt_opt(provider_crit.map(|e| e.slope)),
     );
 
     let stats = pg.layer.stats();
@@ -702,7 +767,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "p99": calls.p99,
             "mean": round1(calls.mean),
             "timer": calls.timer,
-            "criterion_median": provider_crit.map(round1),
+            "criterion": provider_crit.map(|e| json!({ "slope": round1(e.slope), "median": round1(e.median) })),
         },
         "loop": { "iterations": loop_iters, "runs": loop_runs },
         "pg_layer_stats": {

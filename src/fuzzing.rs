@@ -222,3 +222,33 @@ mod tests {
         }
     }
 }
+
+/// Binary `COPY` data for `observability.spans` (all its written columns), as the writer
+/// encodes it: LLM spans numbered from `first`, for the COPY-versus-UNNEST benchmark.
+pub fn llm_spans_copy_data(first: i64, n: usize, trace_id: Uuid) -> (String, Vec<u8>) {
+    let mut enc = CopyEncoder::new();
+    let now = Utc::now();
+    for i in 0..n as i64 {
+        let row = SpanRow {
+            id: Uuid::now_v7(),
+            trace_id,
+            name: "openai.chat".into(),
+            span_type: "llm".into(),
+            started_at: now,
+            ended_at: Some(now),
+            duration_ms: Some(350.0),
+            status: Some(Status::Success),
+            model: Some("gpt-4o-mini".into()),
+            prompt_tokens: Some(first + i),
+            completion_tokens: Some(42),
+            cost_micros: Some(120),
+            cost_source: Some("given"),
+            temperature: Some(0.2),
+            metadata: Value::Object(serde_json::Map::new()),
+            ..SpanRow::default()
+        };
+        enc.row(&row);
+    }
+    let sql = crate::writer::tables::copy_sql::<SpanRow>("observability.spans");
+    (sql, enc.finish())
+}

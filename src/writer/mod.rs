@@ -9,7 +9,7 @@
 pub(crate) mod batch;
 pub(crate) mod copy;
 mod sink;
-mod tables;
+pub(crate) mod tables;
 
 use std::cell::{Cell, RefCell};
 use std::sync::Arc;
