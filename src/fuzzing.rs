@@ -202,27 +202,6 @@ pub fn encode(data: &[u8]) {
     assert_eq!(at + 2, bytes.len());
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn entry_points_hold_on_awkward_inputs() {
-        let mut deep = vec![3u8];
-        deep.extend(std::iter::repeat_n(b'[', 5_000));
-        deep.extend(std::iter::repeat_n(b']', 5_000));
-        for input in [
-            &b""[..],
-            b"\x05a\0b\0c\xf0\x9f\x98\x80d",
-            b"\x02{\"k\\u0000\": \"v\\u0000\", \"n\": [1, {\"x\": \"\\u0000\"}]}",
-            &deep,
-            b"\x00\x00\x00\x00\x00\x00\x00\x00\x00\xff\xff\xff\xff",
-            b"\x01\x07\x07\x07\x07\x07\x07\x07\x07\x10\\.\n\t\"'\\",
-        ] {
-            super::sanitize(input);
-            super::encode(input);
-        }
-    }
-}
-
 /// Binary `COPY` data for `observability.spans` (all its written columns), as the writer
 /// encodes it: LLM spans numbered from `first`, for the COPY-versus-UNNEST benchmark.
 pub fn llm_spans_copy_data(first: i64, n: usize, trace_id: Uuid) -> (String, Vec<u8>) {
@@ -251,4 +230,25 @@ pub fn llm_spans_copy_data(first: i64, n: usize, trace_id: Uuid) -> (String, Vec
     }
     let sql = crate::writer::tables::copy_sql::<SpanRow>("observability.spans");
     (sql, enc.finish())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn entry_points_hold_on_awkward_inputs() {
+        let mut deep = vec![3u8];
+        deep.extend(std::iter::repeat_n(b'[', 5_000));
+        deep.extend(std::iter::repeat_n(b']', 5_000));
+        for input in [
+            &b""[..],
+            b"\x05a\0b\0c\xf0\x9f\x98\x80d",
+            b"\x02{\"k\\u0000\": \"v\\u0000\", \"n\": [1, {\"x\": \"\\u0000\"}]}",
+            &deep,
+            b"\x00\x00\x00\x00\x00\x00\x00\x00\x00\xff\xff\xff\xff",
+            b"\x01\x07\x07\x07\x07\x07\x07\x07\x07\x10\\.\n\t\"'\\",
+        ] {
+            super::sanitize(input);
+            super::encode(input);
+        }
+    }
 }
