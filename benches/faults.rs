@@ -798,6 +798,11 @@ fn main() {
     let text = serde_json::to_string_pretty(&summary).expect("json");
     std::fs::write(dir.join("summary.json"), &text).expect("write summary");
     println!("{text}");
+    println!(
+        "faults: {} passed, {} failed",
+        summary.len() - failed.len(),
+        failed.len()
+    );
     if !failed.is_empty() {
         eprintln!("FAILED: {failed:?}");
         std::process::exit(1);
