@@ -262,13 +262,22 @@ impl Writer {
         }
     }
 
-    /// Takes and writes everything queued until the queue is empty.
+    /// Takes and writes everything queued when the request came. Only that: under a steady
+    /// load the queue may never be empty, and a flush or shutdown must still end.
     fn take_all(&mut self, records: &Receiver<Record>) {
+        let mut remaining = records.len();
         loop {
-            self.take_ready(records);
-            let full = self.batch.rows() >= self.batch_size;
+            while remaining > 0 && self.batch.rows() < self.batch_size {
+                match records.try_recv() {
+                    Ok(r) => {
+                        self.take(r);
+                        remaining -= 1;
+                    }
+                    Err(_) => remaining = 0,
+                }
+            }
             self.flush();
-            if !full && records.is_empty() {
+            if remaining == 0 {
                 break;
             }
         }
