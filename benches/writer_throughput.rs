@@ -76,7 +76,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // 2. Sustained persisted rows/s: n calls as fast as one thread makes them, until the last
     //    row is committed.
-    let (p, guard) = Builder::new(&url).build()?;
+    // Room for every record: this measures the writer, not the queue's bound.
+    let (p, guard) = Builder::new(&url)
+        .queue_capacity((n as usize).max(DEFAULT_QUEUE_CAPACITY))
+        .build()?;
     let start = Instant::now();
     for i in 0..n {
         p.log_llm_call(&ctx, llm(i));

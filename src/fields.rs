@@ -9,7 +9,7 @@ use std::fmt;
 
 use tracing::field::{Field, Visit};
 
-use crate::sanitize::{TextLimits, clean_owned, clean_text};
+use crate::sanitize::{TextLimits, clean_owned, clean_static};
 
 /// A column (or event role) a field can fill.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -326,8 +326,9 @@ impl Fields {
         self.extra
             .drain(..)
             .map(|(name, val)| {
+                // Field names are compile-time strings: cleaning is a length check and a scan.
                 (
-                    clean_text(name, limits.label),
+                    clean_static(name, limits.label).into_owned(),
                     val.into_clean_json(limits.content),
                 )
             })

@@ -569,19 +569,26 @@ impl Record {
         // JSON: its strings and keys, and a node's overhead for every value (depth is bounded
         // by the sanitiser, so the walk is short for the JSON records carry).
         fn j(v: &Value) -> usize {
-            let mut bytes = 0;
-            let mut stack = vec![v];
-            while let Some(v) = stack.pop() {
-                bytes += 32;
+            // A value's own bytes; containers go on the stack. Most records carry a flat object
+            // or nothing, so the stack rarely allocates.
+            fn one<'a>(v: &'a Value, stack: &mut Vec<&'a Value>) -> usize {
                 match v {
-                    Value::String(s) => bytes += s.len(),
-                    Value::Array(a) => stack.extend(a),
-                    Value::Object(m) => {
-                        for (k, v) in m {
-                            bytes += k.len() + 32;
-                            stack.push(v);
-                        }
+                    Value::Array(_) | Value::Object(_) => {
+                        stack.push(v);
+                        32
                     }
+                    Value::String(s) => 32 + s.len(),
+                    _ => 32,
+                }
+            }
+            let mut stack = Vec::new();
+            let mut bytes = one(v, &mut stack);
+            while let Some(v) = stack.pop() {
+                match v {
+                    Value::Array(a) => a.iter().for_each(|v| bytes += one(v, &mut stack)),
+                    Value::Object(m) => m
+                        .iter()
+                        .for_each(|(k, v)| bytes += k.len() + one(v, &mut stack)),
                     _ => {}
                 }
             }
