@@ -15,7 +15,7 @@ use crate::prices::PriceTable;
 use crate::privacy::{Privacy, TextKind};
 use crate::provider::PostgresProvider;
 use crate::queue::{Queue, Shared, Stats};
-use crate::record::Record;
+use crate::record::Queued;
 use crate::sanitize::TextLimits;
 use crate::writer::{self, Control, WriterConfig};
 
@@ -362,7 +362,7 @@ pub struct WriterGuard {
     timeout: Duration,
     /// Keeps the queue open while the guard lives, so the writer outlives every layer and
     /// provider handle until the guard's flush or shutdown.
-    _keep_open: Sender<Record>,
+    _keep_open: Sender<Queued>,
 }
 
 impl WriterGuard {

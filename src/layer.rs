@@ -27,6 +27,7 @@ use crate::record::{
     TraceRow, cost_to_micros, money_in_range,
 };
 use crate::sanitize::{TextLimits, clean_cow, clean_json, clean_owned, clean_static, clean_text};
+use crate::values::{back_from, count, count32, finite, millis_between};
 use crate::writer::on_writer_thread;
 
 /// Options of the layer, set on the [`Builder`](crate::Builder).
@@ -96,7 +97,8 @@ pub(crate) struct SpanData {
     started_at: DateTime<Utc>,
     fields: Fields,
     user_id: Option<Uuid>,
-    session_id: Option<String>,
+    /// Shared with the spans below: inherited by every span, so not copied for each.
+    session_id: Option<Arc<str>>,
     kb_id: Option<Uuid>,
     /// A span below this one (or an explicit call made in it) reported token usage: this
     /// span's own usage is then not added to the trace (see the roll-up rule).
@@ -113,7 +115,7 @@ impl SpanData {
             trace_id: TraceId(self.trace_id),
             span_id: (!self.is_root).then_some(crate::SpanId(self.id)),
             user_id: self.user_id,
-            session_id: self.session_id.clone(),
+            session_id: self.session_id.as_deref().map(str::to_owned),
             kb_id: self.kb_id,
             state: Arc::clone(&self.state),
             origin: None,
@@ -126,7 +128,7 @@ impl SpanData {
             self.user_id = parse_uuid(v).or(self.user_id);
         }
         if let Some(v) = fields.text(Slot::SessionId) {
-            self.session_id = Some(v);
+            self.session_id = Some(v.into());
         }
         if let Some(v) = fields.get(Slot::KbId) {
             self.kb_id = parse_uuid(v).or(self.kb_id);
@@ -228,7 +230,7 @@ impl PostgresLayer {
             kb_id: data.kb_id,
             started_at: data.started_at,
             ended_at,
-            duration_ms: ended_at.map(|e| millis(data.started_at, e)),
+            duration_ms: ended_at.map(|e| millis_between(data.started_at, e)),
             metadata: Value::Object(Map::new()),
             // A root span's start row is always queued.
             start_sent: ended_at.is_some(),
@@ -285,8 +287,8 @@ impl PostgresLayer {
 
     /// Tokens and cost (micro-dollars, with its source) the span reports.
     fn usage(&self, f: &Fields) -> (Option<i64>, Option<i64>, Option<i64>, Option<&'static str>) {
-        let prompt = f.i64(Slot::PromptTokens).filter(|n| *n >= 0);
-        let completion = f.i64(Slot::CompletionTokens).filter(|n| *n >= 0);
+        let prompt = count(f.i64(Slot::PromptTokens));
+        let completion = count(f.i64(Slot::CompletionTokens));
         let given = f.get(Slot::CostUsd).and_then(|v| match v {
             Val::S(s) => s.trim().parse::<Decimal>().ok(),
             other => other.as_f64().and_then(|x| Decimal::try_from(x).ok()),
@@ -318,7 +320,7 @@ impl PostgresLayer {
             data.state.totals.add(prompt, completion, cost);
         }
         row.ended_at = Some(now);
-        row.duration_ms = Some(millis(data.started_at, now));
+        row.duration_ms = Some(millis_between(data.started_at, now));
         let (status, error_type, error_message) = outcome(&data);
         row.status = Some(status);
         row.error_type = error_type.map(|s| clean_text(&s, l.label));
@@ -328,21 +330,21 @@ impl PostgresLayer {
         row.completion_tokens = completion;
         row.cost_micros = cost;
         row.cost_source = cost_source;
-        row.temperature = f.f64(Slot::Temperature).filter(|x| x.is_finite());
+        row.temperature = finite(f.f64(Slot::Temperature));
         row.embedding_model = f
             .text(Slot::EmbeddingModel)
             .map(|s| clean_text(&s, l.label));
-        row.vector_count = f.i64(Slot::VectorCount).filter(|n| *n >= 0);
-        row.vector_dimensions = f.i32(Slot::VectorDimensions).filter(|n| *n >= 0);
+        row.vector_count = count(f.i64(Slot::VectorCount));
+        row.vector_dimensions = count32(f.i32(Slot::VectorDimensions));
         row.query_text = f.text(Slot::QueryText).map(|s| clean_owned(s, l.content));
-        row.result_count = f.i32(Slot::ResultCount).filter(|n| *n >= 0);
-        row.top_score = f.f64(Slot::TopScore).filter(|x| x.is_finite());
+        row.result_count = count32(f.i32(Slot::ResultCount));
+        row.top_score = finite(f.f64(Slot::TopScore));
         row.file_type = f.text(Slot::FileType).map(|s| clean_text(&s, l.label));
-        row.file_size_bytes = f.i64(Slot::FileSizeBytes).filter(|n| *n >= 0);
-        row.page_count = f.i32(Slot::PageCount).filter(|n| *n >= 0);
-        row.chunk_count = f.i32(Slot::ChunkCount).filter(|n| *n >= 0);
+        row.file_size_bytes = count(f.i64(Slot::FileSizeBytes));
+        row.page_count = count32(f.i32(Slot::PageCount));
+        row.chunk_count = count32(f.i32(Slot::ChunkCount));
         row.chunk_strategy = f.text(Slot::ChunkStrategy).map(|s| clean_text(&s, l.label));
-        row.vectors_upserted = f.i64(Slot::VectorsUpserted).filter(|n| *n >= 0);
+        row.vectors_upserted = count(f.i64(Slot::VectorsUpserted));
         row.collection_name = f
             .text(Slot::CollectionName)
             .map(|s| clean_text(&s, l.label));
@@ -398,7 +400,7 @@ impl PostgresLayer {
             .or(span.and_then(|s| s.kb_id));
         let session_id = fields
             .text(Slot::SessionId)
-            .or_else(|| span.and_then(|s| s.session_id.clone()));
+            .or_else(|| span.and_then(|s| s.session_id.as_deref().map(str::to_owned)));
         let (Some(user_id), Some(kb_id), Some(session_id)) = (user_id, kb_id, session_id) else {
             self.provider
                 .handle
@@ -431,11 +433,11 @@ impl PostgresLayer {
                 l.label,
             ),
             content: clean_owned(fields.text(Slot::Content).unwrap_or_default(), l.content),
-            turn_number: fields.i32(Slot::TurnNumber).filter(|n| *n >= 0),
+            turn_number: count32(fields.i32(Slot::TurnNumber)),
             sources: json(Slot::Sources),
             citations: json(Slot::Citations),
-            prompt_tokens: fields.i64(Slot::PromptTokens).filter(|n| *n >= 0),
-            completion_tokens: fields.i64(Slot::CompletionTokens).filter(|n| *n >= 0),
+            prompt_tokens: count(fields.i64(Slot::PromptTokens)),
+            completion_tokens: count(fields.i64(Slot::CompletionTokens)),
             response_time_ms: fields
                 .f64(Slot::ResponseTimeMs)
                 .filter(|x| x.is_finite() && *x >= 0.0),
@@ -466,9 +468,10 @@ impl PostgresLayer {
         let status_unknown = matches!(status, Some(None));
         let status = status.flatten().unwrap_or(DocumentEventStatus::Completed);
         let finished = status != DocumentEventStatus::Started;
-        let started_at = match duration {
-            Some(ms) if finished => now - chrono::TimeDelta::microseconds((ms * 1000.0) as i64),
-            _ => now,
+        let started_at = if finished {
+            back_from(now, duration)
+        } else {
+            now
         };
         let mut extra = fields.take_extra_json(&l);
         if status_unknown && let Some(s) = given_status {
@@ -504,18 +507,18 @@ impl PostgresLayer {
             started_at,
             completed_at: finished.then_some(now),
             duration_ms: duration,
-            extracted_pages: fields.i32(Slot::ExtractedPages).filter(|n| *n >= 0),
-            extracted_chars: fields.i64(Slot::ExtractedChars).filter(|n| *n >= 0),
-            tables_found: fields.i32(Slot::TablesFound).filter(|n| *n >= 0),
-            images_found: fields.i32(Slot::ImagesFound).filter(|n| *n >= 0),
-            chunks_created: fields.i32(Slot::ChunksCreated).filter(|n| *n >= 0),
-            avg_chunk_size: fields.i32(Slot::AvgChunkSize).filter(|n| *n >= 0),
-            vectors_generated: fields.i64(Slot::VectorsGenerated).filter(|n| *n >= 0),
+            extracted_pages: count32(fields.i32(Slot::ExtractedPages)),
+            extracted_chars: count(fields.i64(Slot::ExtractedChars)),
+            tables_found: count32(fields.i32(Slot::TablesFound)),
+            images_found: count32(fields.i32(Slot::ImagesFound)),
+            chunks_created: count32(fields.i32(Slot::ChunksCreated)),
+            avg_chunk_size: count32(fields.i32(Slot::AvgChunkSize)),
+            vectors_generated: count(fields.i64(Slot::VectorsGenerated)),
             embedding_model: fields
                 .text(Slot::EmbeddingModel)
                 .or_else(|| fields.text(Slot::Model))
                 .map(|s| clean_text(&s, l.label)),
-            vectors_upserted: fields.i64(Slot::VectorsUpserted).filter(|n| *n >= 0),
+            vectors_upserted: count(fields.i64(Slot::VectorsUpserted)),
             collection_name: fields
                 .text(Slot::CollectionName)
                 .map(|s| clean_text(&s, l.label)),
@@ -527,7 +530,7 @@ impl PostgresLayer {
                 .or_else(|| fields.text(Slot::Error))
                 .map(|s| clean_owned(s, l.error_message)),
             retryable: fields.bool(Slot::Retryable),
-            retry_count: fields.i32(Slot::RetryCount).filter(|n| *n >= 0),
+            retry_count: count32(fields.i32(Slot::RetryCount)),
             metadata: Value::Object(extra),
         };
         self.push(Record::Document(Box::new(row)));
@@ -545,12 +548,6 @@ fn document_status(s: &str) -> Option<DocumentEventStatus> {
         "skip" => DocumentEventStatus::Skipped,
         other => return DocumentEventStatus::parse(other),
     })
-}
-
-fn millis(start: DateTime<Utc>, end: DateTime<Utc>) -> f64 {
-    (end - start)
-        .num_microseconds()
-        .map_or(0.0, |us| us as f64 / 1000.0)
 }
 
 /// Status and error of a closing span; a span closed while its thread panics is an error.
@@ -707,7 +704,7 @@ where
             trace_id,
             state,
             started_at: Utc::now(),
-            fields,
+            fields: Fields::default(),
             user_id,
             session_id,
             kb_id,
@@ -716,9 +713,8 @@ where
             events: Vec::new(),
             events_dropped: 0,
         };
-        let own = std::mem::take(&mut data.fields);
-        data.apply_ids(&own);
-        data.fields = own;
+        data.apply_ids(&fields);
+        data.fields = fields;
         let name = span.name();
         if is_root {
             let row = self.trace_row(name, &data, None);

@@ -121,6 +121,7 @@ mod provider;
 mod queue;
 mod record;
 pub mod sanitize;
+mod values;
 mod writer;
 
 pub use builder::{

@@ -7,7 +7,7 @@
 use std::borrow::Cow;
 use std::sync::Arc;
 
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::Utc;
 use rust_decimal::Decimal;
 use serde_json::Value;
 use uuid::Uuid;
@@ -20,6 +20,7 @@ use crate::record::{
     SpanType, Status, TraceRow, cost_to_micros, money_in_range,
 };
 use crate::sanitize::{clean_cow, clean_json, clean_opt, clean_owned, clean_text};
+use crate::values::{back_from, count, count32, finite, millis_between};
 
 /// The provider interface of the spec: seven fire-and-forget calls plus `name` and `enabled`.
 ///
@@ -215,33 +216,6 @@ pub struct PostgresProvider {
 /// Whether a span row reports token usage or cost.
 fn has_usage(row: &SpanRow) -> bool {
     row.prompt_tokens.is_some() || row.completion_tokens.is_some() || row.cost_micros.is_some()
-}
-
-/// A non-negative count, or `None`.
-fn count(v: Option<i64>) -> Option<i64> {
-    v.filter(|n| *n >= 0)
-}
-
-fn count32(v: Option<i32>) -> Option<i32> {
-    v.filter(|n| *n >= 0)
-}
-
-/// A finite number, or `None`.
-fn finite(v: Option<f64>) -> Option<f64> {
-    v.filter(|x| x.is_finite())
-}
-
-fn millis_between(start: DateTime<Utc>, end: DateTime<Utc>) -> f64 {
-    (end - start)
-        .num_microseconds()
-        .map_or(0.0, |us| us as f64 / 1000.0)
-}
-
-fn back_from(now: DateTime<Utc>, ms: Option<f64>) -> DateTime<Utc> {
-    match ms {
-        Some(ms) if ms > 0.0 && ms < 1e12 => now - TimeDelta::microseconds((ms * 1000.0) as i64),
-        _ => now,
-    }
 }
 
 /// Shallow merge of two JSON objects (`extra` wins); anything that is not an object is kept

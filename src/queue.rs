@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use crossbeam_channel::{Sender, TrySendError};
 
-use crate::record::Record;
+use crate::record::{Queued, Record};
 
 /// Counters shared by every handle and the writer.
 #[derive(Debug, Default)]
@@ -118,13 +118,13 @@ pub(crate) struct Shared {
 /// The sending side of the queue, held by the layer, the provider and the guard.
 #[derive(Debug)]
 pub(crate) struct Queue {
-    tx: Sender<Record>,
+    tx: Sender<Queued>,
     max_bytes: usize,
     pub shared: Arc<Shared>,
 }
 
 impl Queue {
-    pub fn new(tx: Sender<Record>, max_bytes: usize, shared: Arc<Shared>) -> Self {
+    pub fn new(tx: Sender<Queued>, max_bytes: usize, shared: Arc<Shared>) -> Self {
         Self {
             tx,
             max_bytes,
@@ -145,7 +145,7 @@ impl Queue {
             self.counters().dropped_full.fetch_add(1, Relaxed);
             return;
         }
-        match self.tx.try_send(record) {
+        match self.tx.try_send((record, bytes)) {
             Ok(()) => {
                 self.counters().enqueued.fetch_add(1, Relaxed);
             }

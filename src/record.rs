@@ -548,6 +548,10 @@ pub(crate) struct DocumentEventRow {
     pub metadata: Value,
 }
 
+/// A record in the queue with its bytes as counted against the byte budget, counted once when
+/// it is queued so the writer releases exactly that much.
+pub(crate) type Queued = (Record, usize);
+
 /// One item of the queue between the application's threads and the writer.
 ///
 /// Rows are boxed so the queue's slots stay small: a full queue of small slots costs little

@@ -22,7 +22,7 @@ use sqlx::ConnectOptions;
 use sqlx::postgres::PgConnectOptions;
 
 use crate::queue::Shared;
-use crate::record::Record;
+use crate::record::Queued;
 use batch::Batch;
 use sink::{Failure, Link, Mode};
 
@@ -71,7 +71,7 @@ pub(crate) enum Control {
 /// Starts the writer thread.
 pub(crate) fn spawn(
     config: WriterConfig,
-    records: Receiver<Record>,
+    records: Receiver<Queued>,
     control: Receiver<Control>,
     shared: Arc<Shared>,
 ) -> std::io::Result<JoinHandle<()>> {
@@ -206,7 +206,7 @@ struct Writer {
 }
 
 impl Writer {
-    fn run(&mut self, records: &Receiver<Record>, mut control: Receiver<Control>) {
+    fn run(&mut self, records: &Receiver<Queued>, mut control: Receiver<Control>) {
         let mut due = Instant::now() + self.flush_interval;
         loop {
             let wait = due.saturating_duration_since(Instant::now());
@@ -247,13 +247,12 @@ impl Writer {
         }
     }
 
-    fn take(&mut self, record: Record) {
-        let bytes = record.approx_bytes();
+    fn take(&mut self, (record, bytes): Queued) {
         self.batch.push(record, bytes);
     }
 
     /// Takes what is already queued, up to a full batch, without waiting.
-    fn take_ready(&mut self, records: &Receiver<Record>) {
+    fn take_ready(&mut self, records: &Receiver<Queued>) {
         while self.batch.rows() < self.batch_size {
             match records.try_recv() {
                 Ok(r) => self.take(r),
@@ -264,7 +263,7 @@ impl Writer {
 
     /// Takes and writes everything queued when the request came. Only that: under a steady
     /// load the queue may never be empty, and a flush or shutdown must still end.
-    fn take_all(&mut self, records: &Receiver<Record>) {
+    fn take_all(&mut self, records: &Receiver<Queued>) {
         let mut remaining = records.len();
         loop {
             while remaining > 0 && self.batch.rows() < self.batch_size {
@@ -284,10 +283,10 @@ impl Writer {
     }
 
     /// After stopping: whatever is still queued will not be written. Count it.
-    fn give_up_queued(&mut self, records: &Receiver<Record>) {
+    fn give_up_queued(&mut self, records: &Receiver<Queued>) {
         let counters = &self.shared.counters;
         while let Ok(r) = records.try_recv() {
-            counters.queued_bytes.fetch_sub(r.approx_bytes(), Relaxed);
+            counters.queued_bytes.fetch_sub(r.1, Relaxed);
             counters.dropped_unwritten.fetch_add(1, Relaxed);
         }
     }
