@@ -11,6 +11,7 @@ use sqlx::postgres::PgConnectOptions;
 
 use crate::handle::Handle;
 use crate::layer::{LayerConfig, PostgresLayer};
+use crate::partitions::PartitionPolicy;
 use crate::prices::PriceTable;
 use crate::privacy::{Privacy, TextKind};
 use crate::provider::PostgresProvider;
@@ -54,6 +55,7 @@ pub struct Builder {
     shutdown_timeout: Duration,
     layer: LayerConfig,
     privacy: Privacy,
+    partitions: PartitionPolicy,
 }
 
 /// Shows where the writer connects without its password.
@@ -79,6 +81,7 @@ impl std::fmt::Debug for Builder {
             .field("limits", &self.limits)
             .field("shutdown_timeout", &self.shutdown_timeout)
             .field("privacy", &self.privacy)
+            .field("partitions", &self.partitions)
             .finish_non_exhaustive()
     }
 }
@@ -175,6 +178,7 @@ impl Builder {
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
             layer: LayerConfig::default(),
             privacy: Privacy::default(),
+            partitions: PartitionPolicy::default(),
         }
     }
 
@@ -282,6 +286,14 @@ impl Builder {
         self
     }
 
+    /// How the writer keeps the time partitions: their length, how many are made ahead, and an
+    /// optional retention it enforces once a day (default: days, 3 ahead, no retention). See
+    /// [`partitions`](crate::partitions).
+    pub fn partitions(mut self, policy: PartitionPolicy) -> Self {
+        self.partitions = policy;
+        self
+    }
+
     /// Starts the writer and returns the layer (which is also the provider) and the writer's
     /// guard.
     pub fn build_layer(self) -> Result<(PostgresLayer, WriterGuard), BuildError> {
@@ -308,6 +320,7 @@ impl Builder {
             connections: self.connections,
             batch_size: self.batch_size,
             flush_interval: self.flush_interval,
+            partitions: self.partitions,
         };
         let thread = writer::spawn(config, rx, control_rx, Arc::clone(&shared))
             .map_err(BuildError::Spawn)?;

@@ -115,9 +115,11 @@ pub mod fuzzing;
 mod handle;
 mod layer;
 pub mod migrate;
+pub mod partitions;
 mod prices;
 pub mod privacy;
 mod provider;
+pub mod query;
 mod queue;
 mod record;
 pub mod sanitize;
@@ -131,6 +133,7 @@ pub use builder::{
 pub use context::{SpanId, TraceContext, TraceId};
 pub use layer::PostgresLayer;
 pub use migrate::{MIGRATOR, migrate};
+pub use partitions::{PartitionPolicy, PartitionStep};
 pub use prices::PriceTable;
 pub use provider::{
     ChatMessage, DocumentEvent, LlmCall, ObservabilityProvider, PostgresProvider, SpanEnd,

@@ -5,6 +5,8 @@ use std::sync::LazyLock;
 use sqlx::PgPool;
 use sqlx::migrate::{MigrateError, Migrator};
 
+use crate::partitions::{self, PartitionPolicy};
+
 /// The migrations as sqlx embeds them from `migrations/`.
 static EMBEDDED: Migrator = sqlx::migrate!("./migrations");
 
@@ -23,11 +25,17 @@ pub static MIGRATOR: LazyLock<Migrator> = LazyLock::new(|| {
     m
 });
 
-/// Creates or updates the `observability` schema. Safe to run on every start: applied
-/// migrations are skipped, and concurrent runs wait on sqlx's advisory lock.
+/// Creates or updates the `observability` schema, then creates the time partitions of the
+/// coming days ([`PartitionPolicy::default`]). Safe to run on every start: applied migrations
+/// are skipped, concurrent runs wait on sqlx's advisory lock, and existing partitions are kept.
 ///
-/// The writer never runs this itself: migrations need more privileges than writing rows, and a
-/// role with only `INSERT`, `UPDATE` and `SELECT` on the schema's tables is enough to write.
+/// The writer never migrates: migrations need more privileges than writing rows, and a role
+/// with only `INSERT`, `UPDATE` and `SELECT` on the schema's tables is enough to write. (It
+/// does create partitions ahead, when allowed to: see [`crate::partitions`].)
 pub async fn migrate(pool: &PgPool) -> Result<(), MigrateError> {
-    MIGRATOR.run(pool).await
+    MIGRATOR.run(pool).await?;
+    partitions::create_ahead(pool, &PartitionPolicy::default())
+        .await
+        .map_err(MigrateError::Execute)?;
+    Ok(())
 }

@@ -21,6 +21,7 @@ use crossbeam_channel::{Receiver, Sender, select};
 use sqlx::ConnectOptions;
 use sqlx::postgres::PgConnectOptions;
 
+use crate::partitions::PartitionPolicy;
 use crate::queue::Shared;
 use crate::record::Queued;
 use batch::Batch;
@@ -56,6 +57,7 @@ pub(crate) struct WriterConfig {
     pub connect: PgConnectOptions,
     pub connections: u32,
     pub batch_size: usize,
+    pub partitions: PartitionPolicy,
     pub flush_interval: Duration,
 }
 
@@ -109,6 +111,7 @@ pub(crate) fn spawn(
                 batch_size: config.batch_size.max(1),
                 flush_interval: config.flush_interval,
                 warnings: RefCell::default(),
+                maintenance: Maintenance::new(config.partitions),
             };
             writer.run(&records, control);
             writer.give_up_queued(&records);
@@ -203,6 +206,33 @@ struct Writer {
     batch_size: usize,
     flush_interval: Duration,
     warnings: RefCell<Warnings>,
+    maintenance: Maintenance,
+}
+
+/// How often the writer makes sure the partitions ahead exist.
+const MAINTAIN_EVERY: Duration = Duration::from_secs(3600);
+/// How soon it tries again after the database was unreachable or not migrated yet.
+const MAINTAIN_RETRY: Duration = Duration::from_secs(60);
+/// How often it prunes, when the policy has a retention.
+const PRUNE_EVERY: Duration = Duration::from_secs(86_400);
+
+/// The writer's partition upkeep: when it is due, and what it last said.
+#[derive(Debug)]
+struct Maintenance {
+    policy: PartitionPolicy,
+    due: Option<Instant>,
+    prune_due: Instant,
+}
+
+impl Maintenance {
+    fn new(policy: PartitionPolicy) -> Self {
+        let now = Instant::now();
+        Self {
+            due: policy.maintain.then_some(now),
+            policy,
+            prune_due: now,
+        }
+    }
 }
 
 impl Writer {
@@ -244,6 +274,49 @@ impl Writer {
                 self.warnings.borrow_mut().report(&self.shared);
                 due = Instant::now() + self.flush_interval;
             }
+            if self.maintenance.due.is_some_and(|d| now >= d) {
+                self.maintain();
+            }
+        }
+    }
+
+    /// Creates the partitions ahead (and prunes, once a day, when a retention is set) on the
+    /// first connection. Rows never wait on it for long: a failure is logged and tried again
+    /// later, and rows without a partition land in the `DEFAULT` one meanwhile.
+    fn maintain(&mut self) {
+        let Some(link) = self.links.first_mut() else {
+            return;
+        };
+        let m = &mut self.maintenance;
+        let prune = m.policy.retention.is_some() && Instant::now() >= m.prune_due;
+        let result = self.runtime.block_on(link.maintain(&m.policy, prune));
+        let now = Instant::now();
+        match result {
+            Ok((created, dropped)) => {
+                if prune {
+                    m.prune_due = now + PRUNE_EVERY;
+                }
+                if created > 0 || dropped > 0 {
+                    tracing::debug!(created, dropped, "tracing-postgres: partitions maintained");
+                }
+                m.due = Some(now + MAINTAIN_EVERY);
+            }
+            Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42883") => {
+                // The functions are missing: the database is not migrated yet.
+                m.due = Some(now + MAINTAIN_RETRY);
+            }
+            Err(sqlx::Error::Database(e)) => {
+                tracing::warn!(
+                    error = %e,
+                    "tracing-postgres: cannot maintain the time partitions (rows without one \
+                     are kept in the DEFAULT partition); grant EXECUTE on \
+                     observability.create_partitions to this role, or run \
+                     `tracing-postgres migrate` from a scheduled job"
+                );
+                m.due = Some(now + MAINTAIN_EVERY);
+            }
+            // Unreachable: the writes' own retries report it.
+            Err(_) => m.due = Some(now + MAINTAIN_RETRY),
         }
     }
 

@@ -10,6 +10,7 @@ use sqlx::{AssertSqlSafe, Connection};
 use super::batch::{Batch, Entry};
 use super::copy::CopyEncoder;
 use super::tables::{Table, copy_sql, create_stage_sql, stage_name, upsert_sql};
+use crate::partitions::{self, PartitionPolicy};
 
 /// How a batch is written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,7 +91,15 @@ impl Link {
     }
 
     async fn try_write(&mut self, batch: &Batch, mode: Mode) -> Result<(), sqlx::Error> {
-        let conn = match &mut self.conn {
+        let conn = self.connection().await?;
+        tokio::time::timeout(ATTEMPT_TIMEOUT, write_batch(conn, batch, mode))
+            .await
+            .unwrap_or_else(|_| Err(sqlx::Error::PoolTimedOut))
+    }
+
+    /// The open connection, or a new one.
+    async fn connection(&mut self) -> Result<&mut PgConnection, sqlx::Error> {
+        Ok(match &mut self.conn {
             Some(c) => c,
             slot => {
                 let c = tokio::time::timeout(
@@ -101,10 +110,38 @@ impl Link {
                 .map_err(|_| sqlx::Error::PoolTimedOut)??;
                 slot.insert(c)
             }
+        })
+    }
+
+    /// Creates the partitions `policy` wants ahead and, with `prune`, drops those past its
+    /// retention. Returns how many partitions were created and dropped.
+    pub async fn maintain(
+        &mut self,
+        policy: &PartitionPolicy,
+        prune: bool,
+    ) -> Result<(usize, usize), sqlx::Error> {
+        let work = async {
+            let conn = self.connection().await?;
+            let created = partitions::create_ahead(&mut *conn, policy).await?.len();
+            let dropped = match policy.retention {
+                Some(age) if prune => partitions::prune(&mut *conn, age, false)
+                    .await?
+                    .partitions
+                    .len(),
+                _ => 0,
+            };
+            Ok::<_, sqlx::Error>((created, dropped))
         };
-        tokio::time::timeout(ATTEMPT_TIMEOUT, write_batch(conn, batch, mode))
+        let result = tokio::time::timeout(ATTEMPT_TIMEOUT, work)
             .await
-            .unwrap_or_else(|_| Err(sqlx::Error::PoolTimedOut))
+            .unwrap_or_else(|_| Err(sqlx::Error::PoolTimedOut));
+        if result
+            .as_ref()
+            .is_err_and(|e| !matches!(e, sqlx::Error::Database(_)))
+        {
+            self.conn = None;
+        }
+        result
     }
 }
 

@@ -42,6 +42,17 @@ pub async fn fresh_db() -> TestDb {
 }
 
 pub async fn fresh_db_on(admin: &str) -> TestDb {
+    let db = empty_db_on(admin).await;
+    tracing_postgres::migrate(&db.pool).await.expect("migrate");
+    db
+}
+
+/// A database of its own for one test, without the schema.
+pub async fn empty_db() -> TestDb {
+    empty_db_on(&admin_url()).await
+}
+
+async fn empty_db_on(admin: &str) -> TestDb {
     let name = format!("tpg_test_{}", uuid::Uuid::now_v7().simple());
     let admin_pool = PgPoolOptions::new()
         .max_connections(1)
@@ -59,7 +70,6 @@ pub async fn fresh_db_on(admin: &str) -> TestDb {
         .connect(&url)
         .await
         .expect("connect to the test database");
-    tracing_postgres::migrate(&pool).await.expect("migrate");
     TestDb { url, pool, name }
 }
 

@@ -1,0 +1,370 @@
+//! Time partitions: made ahead (by `migrate` and by the writer itself), rows for a day with no
+//! partition kept and moved in later, a change of step, and retention with and without a dry
+//! run.
+
+mod common;
+
+use std::time::Duration;
+
+use chrono::{DateTime, DurationRound, TimeDelta, Utc};
+use common::{count, eventually, fresh_db};
+use sqlx::{AssertSqlSafe, PgPool};
+use tracing_postgres::partitions::{self, Partition};
+use tracing_postgres::*;
+
+const FLUSH: Duration = Duration::from_secs(30);
+const TABLES: [&str; 4] = ["traces", "spans", "chat_messages", "document_events"];
+const DAY_MS: f64 = 86_400_000.0;
+
+fn today() -> DateTime<Utc> {
+    Utc::now().duration_trunc(TimeDelta::days(1)).unwrap()
+}
+
+fn covering(parts: &[Partition], table: &str, at: DateTime<Utc>) -> Option<String> {
+    parts
+        .iter()
+        .find(|p| {
+            p.table_name == table
+                && !p.is_default
+                && p.range_from.is_some_and(|f| f <= at)
+                && p.range_to.is_some_and(|t| at < t)
+        })
+        .map(|p| p.name.clone())
+}
+
+/// Rows in the DEFAULT partition of `table`.
+async fn in_default(pool: &PgPool, table: &str) -> i64 {
+    count(pool, &format!("{table}_default")).await
+}
+
+#[tokio::test]
+async fn migrate_makes_daily_partitions_ahead_and_a_default_for_each_table() {
+    let db = fresh_db().await;
+    let parts = partitions::list(&db.pool).await.unwrap();
+    for table in TABLES {
+        assert!(
+            parts.iter().any(|p| p.table_name == table && p.is_default),
+            "{table} has a DEFAULT partition"
+        );
+        for day in -1..=3 {
+            let at = today() + TimeDelta::days(day) + TimeDelta::hours(12);
+            let name = covering(&parts, table, at)
+                .unwrap_or_else(|| panic!("{table} has a partition for day {day}"));
+            assert_eq!(name, format!("{table}_p{}", at.format("%Y%m%d")));
+        }
+        // Daily: each partition is one UTC day.
+        for p in parts
+            .iter()
+            .filter(|p| p.table_name == table && !p.is_default)
+        {
+            let (from, to) = (p.range_from.unwrap(), p.range_to.unwrap());
+            assert_eq!(to - from, TimeDelta::days(1), "{}", p.name);
+            assert_eq!(from, from.duration_trunc(TimeDelta::days(1)).unwrap());
+        }
+    }
+    // Running it again creates nothing.
+    let again = partitions::create_ahead(&db.pool, &PartitionPolicy::default())
+        .await
+        .unwrap();
+    assert!(again.is_empty(), "{again:?}");
+}
+
+#[tokio::test]
+async fn a_row_for_a_day_without_a_partition_is_kept_then_moved_into_its_partition() {
+    let db = fresh_db().await;
+    let (p, guard) = Builder::new(&db.url)
+        .partitions(PartitionPolicy {
+            maintain: false,
+            ..Default::default()
+        })
+        .build()
+        .unwrap();
+    let ctx = TraceContext::new();
+    // 40 days back: no partition covers that day.
+    let call = LlmCall {
+        latency_ms: Some(40.0 * DAY_MS),
+        metrics: LlmMetrics {
+            model: Some("old-model".into()),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    p.log_llm_call(&ctx, call);
+    assert!(guard.flush(FLUSH));
+    assert_eq!(guard.stats().written, 1);
+    assert_eq!(in_default(&db.pool, "spans").await, 1);
+
+    let day = (Utc::now() - TimeDelta::days(40))
+        .duration_trunc(TimeDelta::days(1))
+        .unwrap();
+    let created = partitions::create_ahead(&db.pool, &PartitionPolicy::default())
+        .await
+        .unwrap();
+    let moved: Vec<_> = created.iter().filter(|c| c.rows_moved > 0).collect();
+    assert_eq!(moved.len(), 1, "{created:?}");
+    assert_eq!(moved[0].name, format!("spans_p{}", day.format("%Y%m%d")));
+    assert_eq!(moved[0].range_from, day);
+    assert_eq!(in_default(&db.pool, "spans").await, 0);
+    let model: String = sqlx::query_scalar(AssertSqlSafe(format!(
+        "SELECT model FROM observability.{} WHERE trace_id = $1",
+        moved[0].name
+    )))
+    .bind(ctx.trace_id.as_uuid())
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(model, "old-model");
+}
+
+#[tokio::test]
+async fn the_writer_makes_the_partitions_ahead_by_itself() {
+    let db = fresh_db().await;
+    // A database migrated without partitions for the coming days.
+    let dropped = partitions::prune_before(&db.pool, today() + TimeDelta::days(30), false)
+        .await
+        .unwrap();
+    assert!(dropped.partitions.len() >= 20, "{dropped:?}");
+    assert!(
+        partitions::list(&db.pool)
+            .await
+            .unwrap()
+            .iter()
+            .all(|p| p.is_default)
+    );
+
+    let (_p, guard) = Builder::new(&db.url)
+        .partitions(PartitionPolicy {
+            ahead: 5,
+            ..Default::default()
+        })
+        .build()
+        .unwrap();
+    let pool = db.pool.clone();
+    let ready = eventually(Duration::from_secs(20), || {
+        let pool = pool.clone();
+        async move {
+            let parts = partitions::list(&pool).await.unwrap();
+            TABLES.iter().all(|t| {
+                (0..=5).all(|d| covering(&parts, t, today() + TimeDelta::days(d)).is_some())
+            })
+        }
+    })
+    .await;
+    assert!(ready, "partitions for today and 5 days ahead");
+    drop(guard);
+}
+
+#[tokio::test]
+async fn a_new_step_leaves_existing_partitions_alone_and_fills_the_gaps() {
+    let db = fresh_db().await;
+    let weekly = PartitionPolicy {
+        step: PartitionStep::Week,
+        ahead: 3,
+        ..Default::default()
+    };
+    partitions::create_ahead(&db.pool, &weekly).await.unwrap();
+    let parts = partitions::list(&db.pool).await.unwrap();
+    // Every day of the coming four weeks is covered exactly once.
+    for table in TABLES {
+        for d in 0..28 {
+            let at = today() + TimeDelta::days(d);
+            let n = parts
+                .iter()
+                .filter(|p| {
+                    p.table_name == table
+                        && !p.is_default
+                        && p.range_from.unwrap() <= at
+                        && at < p.range_to.unwrap()
+                })
+                .count();
+            assert_eq!(n, 1, "{table} day {d}");
+        }
+    }
+    // Weekly partitions start on a Monday.
+    let far = today() + TimeDelta::days(27);
+    let name = covering(&parts, "spans", far).unwrap();
+    let p = parts.iter().find(|p| p.name == name).unwrap();
+    assert_eq!(p.range_from.unwrap().format("%u").to_string(), "1");
+    assert_eq!(
+        p.range_to.unwrap() - p.range_from.unwrap(),
+        TimeDelta::days(7)
+    );
+}
+
+#[tokio::test]
+async fn prune_dry_run_lists_and_keeps_then_prune_drops_whole_old_partitions() {
+    let db = fresh_db().await;
+    // Partitions 100 to 95 days back, with one span in them.
+    let old = partitions::create(
+        &db.pool,
+        Utc::now() - TimeDelta::days(100),
+        Utc::now() - TimeDelta::days(95),
+        PartitionStep::Day,
+    )
+    .await
+    .unwrap();
+    assert!(old.len() >= 20, "{old:?}");
+    let (p, guard) = Builder::new(&db.url).build().unwrap();
+    let ctx = TraceContext::new();
+    p.log_llm_call(
+        &ctx,
+        LlmCall {
+            latency_ms: Some(97.0 * DAY_MS),
+            ..Default::default()
+        },
+    );
+    p.log_llm_call(&ctx, LlmCall::default());
+    assert!(guard.flush(FLUSH));
+    assert_eq!(count(&db.pool, "spans").await, 2);
+    let before = partitions::list(&db.pool).await.unwrap();
+
+    let dry = partitions::prune(&db.pool, partitions::DEFAULT_RETENTION, true)
+        .await
+        .unwrap();
+    assert!(dry.dry_run);
+    let mut listed: Vec<_> = dry.partitions.iter().map(|p| p.name.clone()).collect();
+    let mut expected: Vec<_> = old.iter().map(|p| p.name.clone()).collect();
+    listed.sort();
+    expected.sort();
+    assert_eq!(listed, expected);
+    assert!(dry.partitions.iter().all(|p| p.range_to <= dry.cutoff));
+    assert_eq!(partitions::list(&db.pool).await.unwrap(), before);
+    assert_eq!(count(&db.pool, "spans").await, 2);
+
+    let done = partitions::prune(&db.pool, partitions::DEFAULT_RETENTION, false)
+        .await
+        .unwrap();
+    assert_eq!(done.partitions.len(), old.len());
+    let after = partitions::list(&db.pool).await.unwrap();
+    assert_eq!(after.len(), before.len() - old.len());
+    assert!(after.iter().filter(|p| p.is_default).count() == 4);
+    // The old span went with its partition; today's stays.
+    assert_eq!(count(&db.pool, "spans").await, 1);
+}
+
+#[tokio::test]
+async fn the_writer_prunes_by_itself_when_a_retention_is_set() {
+    let db = fresh_db().await;
+    let old = partitions::create(
+        &db.pool,
+        Utc::now() - TimeDelta::days(40),
+        Utc::now() - TimeDelta::days(38),
+        PartitionStep::Day,
+    )
+    .await
+    .unwrap();
+    assert!(!old.is_empty());
+    let (_p, guard) = Builder::new(&db.url)
+        .partitions(PartitionPolicy {
+            retention: Some(Duration::from_secs(30 * 86_400)),
+            ..Default::default()
+        })
+        .build()
+        .unwrap();
+    let pool = db.pool.clone();
+    let pruned = eventually(Duration::from_secs(20), || {
+        let pool = pool.clone();
+        async move {
+            let parts = partitions::list(&pool).await.unwrap();
+            parts
+                .iter()
+                .all(|p| p.is_default || p.range_to.unwrap() > Utc::now() - TimeDelta::days(30))
+        }
+    })
+    .await;
+    assert!(pruned, "old partitions dropped by the writer");
+    // Today's partitions are kept.
+    let parts = partitions::list(&db.pool).await.unwrap();
+    assert!(covering(&parts, "spans", Utc::now()).is_some());
+    drop(guard);
+}
+
+#[tokio::test]
+async fn a_role_without_ownership_can_be_granted_partition_upkeep_and_nothing_more() {
+    let db = fresh_db().await;
+    let role = format!("tpg_upkeep_{}", &db.name[db.name.len() - 12..]);
+    for sql in [
+        format!("CREATE ROLE {role} LOGIN"),
+        format!("GRANT USAGE ON SCHEMA observability TO {role}"),
+        format!(
+            "GRANT EXECUTE ON FUNCTION observability.create_partitions(timestamptz, timestamptz, text) TO {role}"
+        ),
+    ] {
+        sqlx::query(AssertSqlSafe(sql))
+            .execute(&db.pool)
+            .await
+            .unwrap();
+    }
+    let url = db.url.replacen("postgres@", &format!("{role}@"), 1);
+    let pool = PgPool::connect(&url).await.unwrap();
+    let created = partitions::create(
+        &pool,
+        Utc::now() + TimeDelta::days(10),
+        Utc::now() + TimeDelta::days(12),
+        PartitionStep::Day,
+    )
+    .await
+    .unwrap();
+    assert_eq!(created.len(), 4 * 3);
+    // Dropping was not granted.
+    let refused = partitions::prune(&pool, Duration::ZERO, false).await;
+    let Err(sqlx::Error::Database(e)) = refused else {
+        panic!("prune without the grant: {refused:?}")
+    };
+    assert_eq!(e.code().as_deref(), Some("42501"));
+    pool.close().await;
+    sqlx::query(AssertSqlSafe(format!("DROP OWNED BY {role}")))
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    sqlx::query(AssertSqlSafe(format!("DROP ROLE {role}")))
+        .execute(&db.pool)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn rows_written_before_partitioning_survive_the_migration_into_their_days() {
+    let db = common::empty_db().await;
+    // The schema as the first migration left it, with rows of today and of 50 days ago.
+    let mut first = sqlx::migrate::Migrator::with_migrations(
+        tracing_postgres::MIGRATOR.iter().take(1).cloned().collect(),
+    );
+    first.create_schema("observability");
+    first.dangerous_set_table_name(tracing_postgres::migrate::HISTORY_TABLE);
+    first.run(&db.pool).await.unwrap();
+    let trace = uuid::Uuid::now_v7();
+    sqlx::query(
+        "INSERT INTO observability.traces (id, name, operation_type, started_at) \
+         VALUES ($1, 'old', 'chat', now() - interval '50 days')",
+    )
+    .bind(trace)
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO observability.spans (id, trace_id, name, span_type, started_at, model) \
+         VALUES ($1, $2, 'llm', 'llm', now(), 'm')",
+    )
+    .bind(uuid::Uuid::now_v7())
+    .bind(trace)
+    .execute(&db.pool)
+    .await
+    .unwrap();
+
+    tracing_postgres::migrate(&db.pool).await.unwrap();
+    assert_eq!(count(&db.pool, "traces").await, 1);
+    assert_eq!(count(&db.pool, "spans").await, 1);
+    for t in TABLES {
+        assert_eq!(in_default(&db.pool, t).await, 0, "{t}");
+    }
+    let parts = partitions::list(&db.pool).await.unwrap();
+    let old_day = Utc::now() - TimeDelta::days(50);
+    let name = covering(&parts, "traces", old_day).unwrap();
+    assert_eq!(count(&db.pool, &name).await, 1);
+    let trace_id: String = sqlx::query_scalar("SELECT trace_id FROM observability.traces")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(trace_id, trace.simple().to_string());
+}
