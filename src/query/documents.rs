@@ -1,0 +1,114 @@
+//! A document's ingestion timeline.
+
+use std::sync::LazyLock;
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use sqlx::{AssertSqlSafe, PgExecutor};
+use uuid::Uuid;
+
+use super::select_list;
+
+/// A stored step of a document's ingestion.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+#[non_exhaustive]
+pub struct DocumentStep {
+    /// Its id.
+    pub id: Uuid,
+    /// The trace that wrote it.
+    pub trace_id: Uuid,
+    /// The span it was written in.
+    pub span_id: Option<Uuid>,
+    /// The document.
+    pub document_id: Uuid,
+    /// The knowledge base.
+    pub kb_id: Option<Uuid>,
+    /// `upload`, `parse`, `chunk`, `embed`, `index`, `delete` or `reprocess`.
+    pub event_type: String,
+    /// `started`, `completed`, `failed` or `skipped`.
+    pub status: String,
+    /// When it started.
+    pub started_at: DateTime<Utc>,
+    /// When it ended.
+    pub completed_at: Option<DateTime<Utc>>,
+    /// How long it took, in milliseconds.
+    pub duration_ms: Option<f64>,
+    /// Pages extracted (parse).
+    pub extracted_pages: Option<i32>,
+    /// Characters extracted (parse).
+    pub extracted_chars: Option<i64>,
+    /// Tables found (parse).
+    pub tables_found: Option<i32>,
+    /// Images found (parse).
+    pub images_found: Option<i32>,
+    /// Chunks made (chunk).
+    pub chunks_created: Option<i32>,
+    /// Their average size (chunk).
+    pub avg_chunk_size: Option<i32>,
+    /// Vectors made (embed).
+    pub vectors_generated: Option<i64>,
+    /// The embedding model (embed).
+    pub embedding_model: Option<String>,
+    /// Vectors written (index).
+    pub vectors_upserted: Option<i64>,
+    /// The collection (index).
+    pub collection_name: Option<String>,
+    /// The error's type.
+    pub error_type: Option<String>,
+    /// The error's message.
+    pub error_message: Option<String>,
+    /// Whether a failed step can be retried.
+    pub retryable: Option<bool>,
+    /// How many times it was retried.
+    pub retry_count: Option<i32>,
+    /// Everything else.
+    pub metadata: Value,
+}
+
+static SELECT: LazyLock<String> = LazyLock::new(|| {
+    select_list(
+        &[
+            "id",
+            "trace_id",
+            "span_id",
+            "document_id",
+            "kb_id",
+            "event_type",
+            "status",
+            "started_at",
+            "completed_at",
+            "duration_ms",
+            "extracted_pages",
+            "extracted_chars",
+            "tables_found",
+            "images_found",
+            "chunks_created",
+            "avg_chunk_size",
+            "vectors_generated",
+            "embedding_model",
+            "vectors_upserted",
+            "collection_name",
+            "error_type",
+            "error_message",
+            "retryable",
+            "retry_count",
+            "metadata",
+        ],
+        &["started_at", "completed_at"],
+    )
+});
+
+/// Every step of a document's ingestion, in time order.
+pub async fn document_timeline(
+    db: impl PgExecutor<'_>,
+    document_id: Uuid,
+) -> Result<Vec<DocumentStep>, sqlx::Error> {
+    sqlx::query_as(AssertSqlSafe(format!(
+        "SELECT {} FROM observability.document_events WHERE document_id = $1 \
+         ORDER BY started_at, id",
+        *SELECT
+    )))
+    .bind(document_id)
+    .fetch_all(db)
+    .await
+}

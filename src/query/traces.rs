@@ -1,0 +1,475 @@
+//! Traces: one with its span tree, and recent ones filtered and paged.
+
+use std::collections::HashMap;
+use std::sync::LazyLock;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use rust_decimal::Decimal;
+use serde_json::Value;
+use sqlx::{Acquire, AssertSqlSafe, PgExecutor, Postgres, QueryBuilder};
+use uuid::Uuid;
+
+use super::{contains_pattern, select_list};
+
+/// A stored trace.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+#[non_exhaustive]
+pub struct Trace {
+    /// Its id (a UUID; [`Trace::w3c_id`] gives the W3C form).
+    pub id: Uuid,
+    /// Its name.
+    pub name: String,
+    /// Its operation type (`chat`, `document_ingestion`, ... or a custom one).
+    pub operation_type: String,
+    /// The user it served.
+    pub user_id: Option<Uuid>,
+    /// The chat session it belongs to.
+    pub session_id: Option<String>,
+    /// The knowledge base it used.
+    pub kb_id: Option<Uuid>,
+    /// When it started.
+    pub started_at: DateTime<Utc>,
+    /// When it ended; `None` while in progress.
+    pub ended_at: Option<DateTime<Utc>>,
+    /// How long it took, in milliseconds.
+    pub duration_ms: Option<f64>,
+    /// `in_progress`, `success` or `error`.
+    pub status: String,
+    /// The error's type.
+    pub error_type: Option<String>,
+    /// The error's message.
+    pub error_message: Option<String>,
+    /// Prompt tokens of the whole trace.
+    pub prompt_tokens: Option<i64>,
+    /// Completion tokens of the whole trace.
+    pub completion_tokens: Option<i64>,
+    /// All tokens of the whole trace.
+    pub total_tokens: Option<i64>,
+    /// Cost of the whole trace in US dollars.
+    pub total_cost_usd: Option<Decimal>,
+    /// Everything else.
+    pub metadata: Value,
+}
+
+impl Trace {
+    /// The id as a W3C trace id: 32 lowercase hex digits.
+    pub fn w3c_id(&self) -> String {
+        self.id.simple().to_string()
+    }
+}
+
+/// A stored span.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+#[non_exhaustive]
+pub struct Span {
+    /// Its id.
+    pub id: Uuid,
+    /// Its trace.
+    pub trace_id: Uuid,
+    /// Its parent span; `None` under the trace's root.
+    pub parent_span_id: Option<Uuid>,
+    /// Its name.
+    pub name: String,
+    /// `llm`, `embedding`, `retrieval`, ... or a custom type.
+    pub span_type: String,
+    /// When it started.
+    pub started_at: DateTime<Utc>,
+    /// When it ended; `None` while in progress.
+    pub ended_at: Option<DateTime<Utc>>,
+    /// How long it took, in milliseconds.
+    pub duration_ms: Option<f64>,
+    /// `in_progress`, `success` or `error`.
+    pub status: String,
+    /// The error's type.
+    pub error_type: Option<String>,
+    /// The error's message.
+    pub error_message: Option<String>,
+    /// The language model.
+    pub model: Option<String>,
+    /// Prompt tokens.
+    pub prompt_tokens: Option<i64>,
+    /// Completion tokens.
+    pub completion_tokens: Option<i64>,
+    /// Cost in US dollars.
+    pub cost_usd: Option<Decimal>,
+    /// `given` or `computed` (from the price table).
+    pub cost_source: Option<String>,
+    /// Sampling temperature.
+    pub temperature: Option<f64>,
+    /// The embedding model.
+    pub embedding_model: Option<String>,
+    /// Vectors embedded.
+    pub vector_count: Option<i64>,
+    /// Their dimensions.
+    pub vector_dimensions: Option<i32>,
+    /// The retrieval query.
+    pub query_text: Option<String>,
+    /// Results retrieved.
+    pub result_count: Option<i32>,
+    /// The best score.
+    pub top_score: Option<f64>,
+    /// The parsed file's type.
+    pub file_type: Option<String>,
+    /// Its size.
+    pub file_size_bytes: Option<i64>,
+    /// Its pages.
+    pub page_count: Option<i32>,
+    /// Chunks made.
+    pub chunk_count: Option<i32>,
+    /// How they were made.
+    pub chunk_strategy: Option<String>,
+    /// Vectors written to the index.
+    pub vectors_upserted: Option<i64>,
+    /// The index's collection.
+    pub collection_name: Option<String>,
+    /// The start of the input.
+    pub input_preview: Option<String>,
+    /// The start of the output.
+    pub output_preview: Option<String>,
+    /// Everything else.
+    pub metadata: Value,
+}
+
+impl Span {
+    /// Prompt and completion tokens together, when any is known.
+    pub fn tokens(&self) -> Option<i64> {
+        match (self.prompt_tokens, self.completion_tokens) {
+            (None, None) => None,
+            (p, c) => Some(p.unwrap_or(0).saturating_add(c.unwrap_or(0))),
+        }
+    }
+}
+
+const TRACE_COLUMNS: &[&str] = &[
+    "id",
+    "name",
+    "operation_type",
+    "user_id",
+    "session_id",
+    "kb_id",
+    "started_at",
+    "ended_at",
+    "duration_ms",
+    "status",
+    "error_type",
+    "error_message",
+    "prompt_tokens",
+    "completion_tokens",
+    "total_tokens",
+    "total_cost_usd",
+    "metadata",
+];
+
+const SPAN_COLUMNS: &[&str] = &[
+    "id",
+    "trace_id",
+    "parent_span_id",
+    "name",
+    "span_type",
+    "started_at",
+    "ended_at",
+    "duration_ms",
+    "status",
+    "error_type",
+    "error_message",
+    "model",
+    "prompt_tokens",
+    "completion_tokens",
+    "cost_usd",
+    "cost_source",
+    "temperature",
+    "embedding_model",
+    "vector_count",
+    "vector_dimensions",
+    "query_text",
+    "result_count",
+    "top_score",
+    "file_type",
+    "file_size_bytes",
+    "page_count",
+    "chunk_count",
+    "chunk_strategy",
+    "vectors_upserted",
+    "collection_name",
+    "input_preview",
+    "output_preview",
+    "metadata",
+];
+
+static TRACE_SELECT: LazyLock<String> =
+    LazyLock::new(|| select_list(TRACE_COLUMNS, &["started_at", "ended_at"]));
+static SPAN_SELECT: LazyLock<String> =
+    LazyLock::new(|| select_list(SPAN_COLUMNS, &["started_at", "ended_at"]));
+
+/// A trace and its spans.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TraceTree {
+    /// The trace's row; `None` when only spans of it were stored (its row was refused, or is
+    /// still in a writer's queue).
+    pub trace: Option<Trace>,
+    /// Its spans, by start time.
+    pub spans: Vec<Span>,
+}
+
+impl TraceTree {
+    /// The spans in tree order (each followed by its children, by start time) with their
+    /// depth: 0 for spans directly under the trace. A span whose parent is not stored is
+    /// shown under the trace.
+    pub fn walk(&self) -> Vec<(usize, &Span)> {
+        let known: HashMap<Uuid, usize> = self
+            .spans
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.id, i))
+            .collect();
+        let mut children: HashMap<Option<Uuid>, Vec<usize>> = HashMap::new();
+        for (i, s) in self.spans.iter().enumerate() {
+            let parent = s
+                .parent_span_id
+                .filter(|p| known.contains_key(p) && *p != s.id);
+            children.entry(parent).or_default().push(i);
+        }
+        let mut out = Vec::with_capacity(self.spans.len());
+        let mut visited = vec![false; self.spans.len()];
+        // Iterative, children pushed in reverse so they pop in start order.
+        let mut stack: Vec<(usize, usize)> = children
+            .get(&None)
+            .map(|c| c.iter().rev().map(|&i| (0, i)).collect())
+            .unwrap_or_default();
+        while let Some((depth, i)) = stack.pop() {
+            if std::mem::replace(&mut visited[i], true) {
+                continue;
+            }
+            let span = &self.spans[i];
+            out.push((depth, span));
+            if let Some(c) = children.get(&Some(span.id)) {
+                stack.extend(c.iter().rev().map(|&j| (depth + 1, j)));
+            }
+        }
+        // Spans in a parent cycle (never written by this crate, but possible by hand).
+        for (i, s) in self.spans.iter().enumerate() {
+            if !visited[i] {
+                out.push((0, s));
+            }
+        }
+        out
+    }
+
+    /// The time the trace covers: from its (or its first span's) start to the last end.
+    pub fn bounds(&self) -> Option<(DateTime<Utc>, DateTime<Utc>)> {
+        let starts = self.trace.iter().map(|t| t.started_at);
+        let starts = starts.chain(self.spans.iter().map(|s| s.started_at));
+        let start = starts.min()?;
+        let ends = self.trace.iter().filter_map(|t| t.ended_at);
+        let ends = ends.chain(self.spans.iter().filter_map(|s| s.ended_at));
+        let spans_started = self.spans.iter().map(|s| s.started_at);
+        let end = ends.chain(spans_started).max().unwrap_or(start);
+        Some((start, end.max(start)))
+    }
+}
+
+/// How far from the time in its id a trace's row is looked for first.
+const ID_TIME_SLACK: TimeDelta = TimeDelta::days(1);
+/// How long after its trace started a span is looked for (spans may outlive their root).
+const SPAN_WINDOW: TimeDelta = TimeDelta::days(7);
+
+/// The time a UUIDv7 was made, `None` for other versions (W3C ids from elsewhere).
+fn time_of(id: Uuid) -> Option<DateTime<Utc>> {
+    let (secs, nanos) = id.get_timestamp()?.to_unix();
+    DateTime::from_timestamp(i64::try_from(secs).ok()?, nanos)
+}
+
+/// The trace `id` with its spans; `None` when nothing of it is stored.
+///
+/// A UUIDv7 id carries its time, so the trace's row is first looked for in the partitions
+/// of that day only, and its spans in the week after its start.
+pub async fn trace_tree<'c, A>(db: A, id: Uuid) -> Result<Option<TraceTree>, sqlx::Error>
+where
+    A: Acquire<'c, Database = Postgres>,
+{
+    let mut conn = db.acquire().await?;
+    let db = &mut *conn;
+    let mut trace: Option<Trace> = None;
+    if let Some(t) = time_of(id) {
+        trace = sqlx::query_as(AssertSqlSafe(format!(
+            "SELECT {} FROM observability.traces \
+             WHERE id = $1 AND started_at >= $2 AND started_at < $3",
+            *TRACE_SELECT
+        )))
+        .bind(id)
+        .bind(t - ID_TIME_SLACK)
+        .bind(t + ID_TIME_SLACK)
+        .fetch_optional(&mut *db)
+        .await?;
+    }
+    if trace.is_none() {
+        trace = sqlx::query_as(AssertSqlSafe(format!(
+            "SELECT {} FROM observability.traces WHERE id = $1",
+            *TRACE_SELECT
+        )))
+        .bind(id)
+        .fetch_optional(&mut *db)
+        .await?;
+    }
+    let spans: Vec<Span> = match &trace {
+        Some(t) => {
+            sqlx::query_as(AssertSqlSafe(format!(
+                "SELECT {} FROM observability.spans \
+                 WHERE trace_id = $1 AND started_at >= $2 AND started_at < $3 \
+                 ORDER BY started_at, id",
+                *SPAN_SELECT
+            )))
+            .bind(id)
+            .bind(t.started_at - ID_TIME_SLACK)
+            .bind(t.ended_at.unwrap_or(t.started_at).max(t.started_at) + SPAN_WINDOW)
+            .fetch_all(&mut *db)
+            .await?
+        }
+        None => {
+            sqlx::query_as(AssertSqlSafe(format!(
+                "SELECT {} FROM observability.spans WHERE trace_id = $1 \
+                 ORDER BY started_at, id",
+                *SPAN_SELECT
+            )))
+            .bind(id)
+            .fetch_all(&mut *db)
+            .await?
+        }
+    };
+    if trace.is_none() && spans.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(TraceTree { trace, spans }))
+}
+
+/// Where a page of [`recent_traces`] ends: pass it as [`TraceFilter::before`] for the next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cursor {
+    /// The last trace's start.
+    pub started_at: DateTime<Utc>,
+    /// The last trace's id.
+    pub id: Uuid,
+}
+
+/// One page of results.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page<T> {
+    /// The results, newest first.
+    pub items: Vec<T>,
+    /// Where the next page starts; `None` on the last page.
+    pub next: Option<Cursor>,
+}
+
+/// Which traces [`recent_traces`] returns. Every set field must match.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TraceFilter {
+    /// Only this operation type.
+    pub operation_type: Option<String>,
+    /// Only this status (`in_progress`, `success` or `error`).
+    pub status: Option<String>,
+    /// Only finished traces (any status but `in_progress`).
+    pub finished: bool,
+    /// Only this user's.
+    pub user_id: Option<Uuid>,
+    /// Only this knowledge base's.
+    pub kb_id: Option<Uuid>,
+    /// Only this chat session's.
+    pub session_id: Option<String>,
+    /// Started at or after this.
+    pub from: Option<DateTime<Utc>>,
+    /// Started before this.
+    pub to: Option<DateTime<Utc>>,
+    /// Containing this text (case-insensitive) in the name or the error message.
+    pub text: Option<String>,
+    /// Traces per page: 1 to 1,000 (default 50).
+    pub limit: u32,
+    /// Continue after this cursor (from [`Page::next`]).
+    pub before: Option<Cursor>,
+}
+
+impl Default for TraceFilter {
+    fn default() -> Self {
+        Self {
+            operation_type: None,
+            status: None,
+            finished: false,
+            user_id: None,
+            kb_id: None,
+            session_id: None,
+            from: None,
+            to: None,
+            text: None,
+            limit: 50,
+            before: None,
+        }
+    }
+}
+
+/// Recent traces, newest first, filtered and paged (by keyset: a page costs the same however
+/// deep it is).
+pub async fn recent_traces(
+    db: impl PgExecutor<'_>,
+    filter: &TraceFilter,
+) -> Result<Page<Trace>, sqlx::Error> {
+    let limit = filter.limit.clamp(1, 1000);
+    let mut q: QueryBuilder<Postgres> = QueryBuilder::new(format!(
+        "SELECT {} FROM observability.traces WHERE true",
+        *TRACE_SELECT
+    ));
+    if let Some(v) = &filter.operation_type {
+        q.push(" AND operation_type = ").push_bind(v.clone());
+    }
+    if let Some(v) = &filter.status {
+        q.push(" AND status = ").push_bind(v.clone());
+    }
+    if filter.finished {
+        q.push(" AND status <> 'in_progress'");
+    }
+    if let Some(v) = filter.user_id {
+        q.push(" AND user_id = ").push_bind(v);
+    }
+    if let Some(v) = filter.kb_id {
+        q.push(" AND kb_id = ").push_bind(v);
+    }
+    if let Some(v) = &filter.session_id {
+        q.push(" AND session_id = ").push_bind(v.clone());
+    }
+    if let Some(v) = filter.from {
+        q.push(" AND started_at >= ").push_bind(v);
+    }
+    if let Some(v) = filter.to {
+        q.push(" AND started_at < ").push_bind(v);
+    }
+    if let Some(v) = &filter.text {
+        let pattern = contains_pattern(v);
+        q.push(" AND (name ILIKE ")
+            .push_bind(pattern.clone())
+            .push(" OR error_message ILIKE ")
+            .push_bind(pattern)
+            .push(")");
+    }
+    if let Some(c) = filter.before {
+        // The plain bound lets the time index and partition pruning apply; the row
+        // comparison breaks ties between traces of the same microsecond.
+        q.push(" AND started_at <= ")
+            .push_bind(c.started_at)
+            .push(" AND (started_at, id) < (")
+            .push_bind(c.started_at)
+            .push(", ")
+            .push_bind(c.id)
+            .push(")");
+    }
+    q.push(" ORDER BY started_at DESC, id DESC LIMIT ")
+        .push_bind(i64::from(limit) + 1);
+    let mut items: Vec<Trace> = q.build_query_as().fetch_all(db).await?;
+    let next = if items.len() > limit as usize {
+        items.truncate(limit as usize);
+        items.last().map(|t| Cursor {
+            started_at: t.started_at,
+            id: t.id,
+        })
+    } else {
+        None
+    };
+    Ok(Page { items, next })
+}
