@@ -14,14 +14,13 @@ use tracing_postgres::*;
 const FLUSH: Duration = Duration::from_secs(30);
 
 fn cli(url: &str, args: &[&str]) -> Output {
-    let out = Command::new(env!("CARGO_BIN_EXE_tracing-postgres"))
+    Command::new(env!("CARGO_BIN_EXE_tracing-postgres"))
         .args(args)
         .env("DATABASE_URL", url)
         .env_remove("NO_COLOR")
         .env_remove("CLICOLOR_FORCE")
         .output()
-        .expect("run tracing-postgres");
-    out
+        .expect("run tracing-postgres")
 }
 
 fn stdout(out: &Output) -> String {
