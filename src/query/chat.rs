@@ -75,8 +75,8 @@ pub async fn chat_history(
     session_id: &str,
 ) -> Result<Vec<Message>, sqlx::Error> {
     sqlx::query_as(AssertSqlSafe(format!(
-        "SELECT {} FROM observability.chat_messages WHERE session_id = $1 \
-         ORDER BY turn_number NULLS LAST, created_at, id",
+        "SELECT {} FROM observability.chat_messages m WHERE session_id = $1 \
+         ORDER BY m.turn_number NULLS LAST, m.created_at, m.id",
         *SELECT
     )))
     .bind(session_id)

@@ -104,8 +104,8 @@ pub async fn document_timeline(
     document_id: Uuid,
 ) -> Result<Vec<DocumentStep>, sqlx::Error> {
     sqlx::query_as(AssertSqlSafe(format!(
-        "SELECT {} FROM observability.document_events WHERE document_id = $1 \
-         ORDER BY started_at, id",
+        "SELECT {} FROM observability.document_events e WHERE document_id = $1 \
+         ORDER BY e.started_at, e.id",
         *SELECT
     )))
     .bind(document_id)

@@ -268,10 +268,13 @@ impl TraceTree {
     }
 }
 
-/// How far from the time in its id a trace's row is looked for first.
-const ID_TIME_SLACK: TimeDelta = TimeDelta::days(1);
-/// How long after its trace started a span is looked for (spans may outlive their root).
-const SPAN_WINDOW: TimeDelta = TimeDelta::days(7);
+/// How far from the time in its id a trace's row is looked for first (a context made some
+/// time before its trace starts).
+const ID_TIME_SLACK: TimeDelta = TimeDelta::hours(1);
+/// How long before its trace's start, and after its end, a span is looked for (clocks of
+/// several hosts; spans of spawned work that outlive their root).
+const SPAN_SLACK_BEFORE: TimeDelta = TimeDelta::hours(1);
+const SPAN_SLACK_AFTER: TimeDelta = TimeDelta::days(1);
 
 /// The time a UUIDv7 was made, `None` for other versions (W3C ids from elsewhere).
 fn time_of(id: Uuid) -> Option<DateTime<Utc>> {
@@ -282,7 +285,8 @@ fn time_of(id: Uuid) -> Option<DateTime<Utc>> {
 /// The trace `id` with its spans; `None` when nothing of it is stored.
 ///
 /// A UUIDv7 id carries its time, so the trace's row is first looked for in the partitions
-/// of that day only, and its spans in the week after its start.
+/// around that time only (an hour either side), and its spans from an hour before its start
+/// to a day after its end: a few partitions instead of all of them.
 pub async fn trace_tree<'c, A>(db: A, id: Uuid) -> Result<Option<TraceTree>, sqlx::Error>
 where
     A: Acquire<'c, Database = Postgres>,
@@ -314,21 +318,22 @@ where
     let spans: Vec<Span> = match &trace {
         Some(t) => {
             sqlx::query_as(AssertSqlSafe(format!(
-                "SELECT {} FROM observability.spans \
+                "SELECT {} FROM observability.spans s \
                  WHERE trace_id = $1 AND started_at >= $2 AND started_at < $3 \
-                 ORDER BY started_at, id",
+                 ORDER BY s.started_at, s.id",
                 *SPAN_SELECT
             )))
             .bind(id)
-            .bind(t.started_at - ID_TIME_SLACK)
-            .bind(t.ended_at.unwrap_or(t.started_at).max(t.started_at) + SPAN_WINDOW)
+            .bind(t.started_at - SPAN_SLACK_BEFORE)
+            // A trace still in progress may have spans up to now.
+            .bind(t.ended_at.unwrap_or_else(Utc::now).max(t.started_at) + SPAN_SLACK_AFTER)
             .fetch_all(&mut *db)
             .await?
         }
         None => {
             sqlx::query_as(AssertSqlSafe(format!(
-                "SELECT {} FROM observability.spans WHERE trace_id = $1 \
-                 ORDER BY started_at, id",
+                "SELECT {} FROM observability.spans s WHERE trace_id = $1 \
+                 ORDER BY s.started_at, s.id",
                 *SPAN_SELECT
             )))
             .bind(id)
@@ -413,7 +418,7 @@ pub async fn recent_traces(
 ) -> Result<Page<Trace>, sqlx::Error> {
     let limit = filter.limit.clamp(1, 1000);
     let mut q: QueryBuilder<Postgres> = QueryBuilder::new(format!(
-        "SELECT {} FROM observability.traces WHERE true",
+        "SELECT {} FROM observability.traces t WHERE true",
         *TRACE_SELECT
     ));
     if let Some(v) = &filter.operation_type {
@@ -459,7 +464,9 @@ pub async fn recent_traces(
             .push_bind(c.id)
             .push(")");
     }
-    q.push(" ORDER BY started_at DESC, id DESC LIMIT ")
+    // Qualified: unqualified, `started_at` would name the (clamped) output column, which no
+    // index orders.
+    q.push(" ORDER BY t.started_at DESC, t.id DESC LIMIT ")
         .push_bind(i64::from(limit) + 1);
     let mut items: Vec<Trace> = q.build_query_as().fetch_all(db).await?;
     let next = if items.len() > limit as usize {
