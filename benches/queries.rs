@@ -321,9 +321,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         v
     };
-    let size: String = sqlx::query_scalar("SELECT pg_size_pretty(pg_database_size(current_database()))")
-        .fetch_one(&pool)
-        .await?;
+    let size: String =
+        sqlx::query_scalar("SELECT pg_size_pretty(pg_database_size(current_database()))")
+            .fetch_one(&pool)
+            .await?;
     println!(
         "loaded in {load_s:.0} s (+ vacuum analyze): {} traces, {} spans, {} chat messages, {} document events; {size}",
         counts[0], counts[1], counts[2], counts[3]
@@ -352,9 +353,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     )))
     .fetch_all(&pool)
     .await?;
-    let kbs: Vec<Uuid> = sqlx::query_scalar("SELECT bench_id('kb', n) FROM generate_series(0, 99) n")
-        .fetch_all(&pool)
-        .await?;
+    let kbs: Vec<Uuid> =
+        sqlx::query_scalar("SELECT bench_id('kb', n) FROM generate_series(0, 99) n")
+            .fetch_all(&pool)
+            .await?;
 
     // The filtered lists a dashboard asks for, in turn.
     let filters: Vec<(&str, Box<dyn Fn(usize) -> TraceFilter>)> = vec![
@@ -436,9 +438,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     all_lists.extend(paged);
     all_lists.sort_by(f64::total_cmp);
     let list_p95 = summary("filtered_list (all kinds)", &all_lists, &mut figures);
-    let chat = time(samples, |i| query::chat_history(&pool, &sessions[i % sessions.len()])).await;
+    let chat = time(samples, |i| {
+        query::chat_history(&pool, &sessions[i % sessions.len()])
+    })
+    .await;
     summary("chat_history", &chat, &mut figures);
-    let timeline = time(samples, |i| query::document_timeline(&pool, docs[i % docs.len()])).await;
+    let timeline = time(samples, |i| {
+        query::document_timeline(&pool, docs[i % docs.len()])
+    })
+    .await;
     summary("document_timeline", &timeline, &mut figures);
     let mut stats_all = Vec::new();
     for by in [UsageBy::Model, UsageBy::Kb, UsageBy::User] {
@@ -493,7 +501,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         mark(&format!("usage 24h by {by:?}"));
         query::usage(&mut *conn, &UsageQuery::last_24h(by)).await?;
     }
-    conn.execute("SET auto_explain.log_min_duration = -1").await?;
+    conn.execute("SET auto_explain.log_min_duration = -1")
+        .await?;
     drop(conn);
 
     // Retention: drop the days older than 27 days.

@@ -32,7 +32,11 @@ DROP INDEX observability.traces_user_started_idx, observability.traces_session_s
     observability.document_events_type_started_idx,
     observability.document_events_status_started_idx, observability.document_events_trace_idx;
 
--- 2. The partitioned tables: the same columns, keys and checks.
+-- 2. The partitioned tables: the same columns and checks. The keys of the three tables below
+--    `traces` lead with `trace_id`: a trace's spans, messages and events are found by their
+--    key (no separate trace index to maintain), and every key holds the trace id, as a
+--    distributed PostgreSQL (Citus) needs to shard the four tables together by trace (see
+--    docs/scale-out.md).
 CREATE TABLE observability.traces (
     id                uuid        NOT NULL,
     trace_id          char(32)    GENERATED ALWAYS AS (replace(id::text, '-', '')) STORED,
@@ -98,12 +102,11 @@ CREATE TABLE observability.spans (
     input_preview     text,
     output_preview    text,
     metadata          jsonb       NOT NULL DEFAULT '{}'::jsonb,
-    PRIMARY KEY (id, started_at),
+    PRIMARY KEY (trace_id, id, started_at),
     CONSTRAINT spans_status_check CHECK (status IN ('in_progress', 'success', 'error')),
     CONSTRAINT spans_cost_source_check CHECK (cost_source IN ('given', 'computed'))
 ) PARTITION BY RANGE (started_at);
 
-CREATE INDEX spans_trace_started_idx ON observability.spans (trace_id, started_at);
 CREATE INDEX spans_parent_idx        ON observability.spans (parent_span_id);
 CREATE INDEX spans_type_started_idx  ON observability.spans (span_type, started_at DESC);
 CREATE INDEX spans_model_started_idx ON observability.spans (model, started_at DESC) WHERE model IS NOT NULL;
@@ -124,13 +127,12 @@ CREATE TABLE observability.chat_messages (
     completion_tokens bigint,
     response_time_ms  double precision,
     created_at        timestamptz NOT NULL,
-    PRIMARY KEY (id, created_at)
+    PRIMARY KEY (trace_id, id, created_at)
 ) PARTITION BY RANGE (created_at);
 
 CREATE INDEX chat_messages_session_turn_idx ON observability.chat_messages (session_id, turn_number, created_at);
 CREATE INDEX chat_messages_user_created_idx ON observability.chat_messages (user_id, created_at DESC);
 CREATE INDEX chat_messages_kb_created_idx   ON observability.chat_messages (kb_id, created_at DESC);
-CREATE INDEX chat_messages_trace_idx        ON observability.chat_messages (trace_id);
 
 CREATE TABLE observability.document_events (
     id                uuid        NOT NULL,
@@ -158,14 +160,13 @@ CREATE TABLE observability.document_events (
     retryable         boolean,
     retry_count       integer,
     metadata          jsonb       NOT NULL DEFAULT '{}'::jsonb,
-    PRIMARY KEY (id, started_at),
+    PRIMARY KEY (trace_id, id, started_at),
     CONSTRAINT document_events_status_check CHECK (status IN ('started', 'completed', 'failed', 'skipped'))
 ) PARTITION BY RANGE (started_at);
 
 CREATE INDEX document_events_document_started_idx ON observability.document_events (document_id, started_at);
 CREATE INDEX document_events_type_started_idx     ON observability.document_events (event_type, started_at DESC);
 CREATE INDEX document_events_status_started_idx   ON observability.document_events (status, started_at DESC);
-CREATE INDEX document_events_trace_idx            ON observability.document_events (trace_id);
 
 -- 3. The catch-all partitions.
 CREATE TABLE observability.traces_default          PARTITION OF observability.traces          DEFAULT;

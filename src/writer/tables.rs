@@ -199,7 +199,7 @@ impl CopyRow for SpanRow {
 
 impl Table for SpanRow {
     const NAME: &'static str = "spans";
-    const KEY: &'static str = "id, started_at";
+    const KEY: &'static str = "trace_id, id, started_at";
     const CONFLICT: Conflict = Conflict::ReplaceInProgress;
 }
 
@@ -243,7 +243,7 @@ impl CopyRow for ChatMessageRow {
 
 impl Table for ChatMessageRow {
     const NAME: &'static str = "chat_messages";
-    const KEY: &'static str = "id, created_at";
+    const KEY: &'static str = "trace_id, id, created_at";
     const CONFLICT: Conflict = Conflict::Keep;
 }
 
@@ -307,6 +307,6 @@ impl CopyRow for DocumentEventRow {
 
 impl Table for DocumentEventRow {
     const NAME: &'static str = "document_events";
-    const KEY: &'static str = "id, started_at";
+    const KEY: &'static str = "trace_id, id, started_at";
     const CONFLICT: Conflict = Conflict::Keep;
 }
