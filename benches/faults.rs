@@ -389,8 +389,9 @@ fn overflow(env: &Env) -> Value {
     })
 }
 
-/// A role with only INSERT, UPDATE and SELECT on the tables (and TEMPORARY on the database)
-/// writes everything, starts and late ends included.
+/// A role with only INSERT, UPDATE and SELECT on the tables (with TEMPORARY on the database and
+/// EXECUTE on `create_partitions`) writes everything, starts and late ends included, and keeps
+/// the partitions ahead.
 fn least_privilege(env: &Env) -> Value {
     let (url, pool) = env.database();
     let db = url.rsplit('/').next().unwrap_or_default().to_owned();
@@ -400,13 +401,20 @@ fn least_privilege(env: &Env) -> Value {
             format!("GRANT CONNECT, TEMPORARY ON DATABASE {db} TO tpg_writer"),
             "GRANT USAGE ON SCHEMA observability TO tpg_writer".to_owned(),
             "GRANT SELECT, INSERT, UPDATE ON ALL TABLES IN SCHEMA observability TO tpg_writer".to_owned(),
+            "GRANT EXECUTE ON FUNCTION observability.create_partitions(timestamptz, timestamptz, text) TO tpg_writer".to_owned(),
         ] {
             sqlx::query(AssertSqlSafe(sql)).execute(&pool).await.expect("grant");
         }
     });
     let writer_url = url.replacen("postgres://postgres@", "postgres://tpg_writer@", 1);
+    // Partitions further ahead than `migrate` made: the writer must make them, as a role that
+    // owns no table.
     let (p, guard) = Builder::new(&writer_url)
         .flush_interval(Duration::from_millis(50))
+        .partitions(tracing_postgres::PartitionPolicy {
+            ahead: 6,
+            ..Default::default()
+        })
         .build()
         .expect("build");
     let mut emitted = 0i64;
@@ -445,10 +453,16 @@ fn least_privilege(env: &Env) -> Value {
               + (SELECT count(*) FROM observability.chat_messages)
               + (SELECT count(*) FROM observability.document_events)",
     );
+    let ahead = env.scalar(
+        &pool,
+        "SELECT count(*) FROM observability.partitions() \
+         WHERE range_from <= now() + interval '6 days' AND range_to > now() + interval '6 days'",
+    );
     json!({
         "emitted": emitted, "rows": rows, "refused": report.refused, "dropped": report.dropped,
         "retries": report.stats.retries, "last_error": report.stats.last_error,
-        "ok": rows == emitted && report.dropped == 0,
+        "partitions_made_by_writer": ahead,
+        "ok": rows == emitted && report.dropped == 0 && ahead == 4,
     })
 }
 
