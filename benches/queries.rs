@@ -194,6 +194,9 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Plans {
     }
 }
 
+/// Makes the filter of the i-th call of one kind of list.
+type MakeFilter<'a> = Box<dyn Fn(usize) -> TraceFilter + 'a>;
+
 fn env_i64(name: &str, default: i64) -> i64 {
     std::env::var(name)
         .ok()
@@ -359,7 +362,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .await?;
 
     // The filtered lists a dashboard asks for, in turn.
-    let filters: Vec<(&str, Box<dyn Fn(usize) -> TraceFilter>)> = vec![
+    let filters: Vec<(&str, MakeFilter)> = vec![
         (
             "errors of one type, 7 days",
             Box::new(|_| TraceFilter {

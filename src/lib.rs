@@ -14,6 +14,11 @@
 //!   the database is away, and isolates rows the database refuses. The queue is bounded; what
 //!   does not fit is counted ([`Stats`]), never silently lost. The [`WriterGuard`] flushes on
 //!   drop.
+//! * The tables are partitioned by day; the writer keeps partitions ahead and, when asked,
+//!   drops old ones whole ([`partitions`]).
+//! * [`query`] reads it back: a trace's span tree, filtered lists, a chat session, a document's
+//!   timeline, usage by model, kb or user. The `tracing-postgres` binary (feature `cli`) shows
+//!   a trace as a waterfall in the terminal, tails traces, prints usage and prunes.
 //!
 //! # Example
 //!

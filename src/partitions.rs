@@ -10,7 +10,7 @@
 //!
 //! The writer keeps partitions ahead by itself ([`PartitionPolicy`], set with
 //! [`Builder::partitions`](crate::Builder::partitions)): at start, then every hour, and it
-//! prunes once a day when [`PartitionPolicy::retention`] is set. [`migrate`](crate::migrate)
+//! prunes once a day when [`PartitionPolicy::retention`] is set. [`migrate`](fn@crate::migrate)
 //! creates the first ones.
 //!
 //! ```no_run
