@@ -77,6 +77,10 @@ enum Command {
         /// Stop after printing this many traces.
         #[arg(long)]
         count: Option<usize>,
+        /// How long a trace may run and still be shown when it ends: each poll reads the
+        /// traces started within this window (at most 1,000, the latest).
+        #[arg(long, default_value = "30m", value_parser = humantime::parse_duration)]
+        window: Duration,
     },
     /// Usage: calls, tokens, cost, latency p50/p95 and error rate.
     Stats {
@@ -188,7 +192,17 @@ async fn run(cli: Cli) -> Result<ExitCode, Error> {
             operation,
             errors,
             count,
-        } => tail::run(&pool, &mut out, interval, operation, errors, count).await?,
+            window,
+        } => {
+            let options = tail::Options {
+                interval,
+                operation,
+                errors,
+                count,
+                window,
+            };
+            tail::run(&pool, &mut out, &options).await?
+        }
         Command::Stats { by, bucket, since } => {
             let by = match by {
                 By::Model => UsageBy::Model,

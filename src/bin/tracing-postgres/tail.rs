@@ -12,28 +12,30 @@ use tracing_postgres::query::{self, Trace, TraceFilter};
 use crate::style::{self, paint};
 use crate::text::{fit, one_line};
 
-/// How far back a trace's start is looked for: a trace that ran longer than this is missed.
-const LOOKBACK: TimeDelta = TimeDelta::minutes(30);
 /// Traces shown when tail starts, before new ones.
 const BACKLOG: usize = 10;
 
-pub async fn run(
-    pool: &PgPool,
-    out: &mut impl Write,
-    interval: Duration,
-    operation: Option<String>,
-    errors: bool,
-    count: Option<usize>,
-) -> Result<(), crate::Error> {
+/// What `tail` shows, and how often it looks.
+pub struct Options {
+    pub interval: Duration,
+    pub operation: Option<String>,
+    pub errors: bool,
+    pub count: Option<usize>,
+    /// How far back a trace's start is looked for: a trace that ran longer is missed.
+    pub window: Duration,
+}
+
+pub async fn run(pool: &PgPool, out: &mut impl Write, o: &Options) -> Result<(), crate::Error> {
+    let lookback = TimeDelta::from_std(o.window).unwrap_or(TimeDelta::days(1));
     let mut seen: HashMap<Uuid, chrono::DateTime<Utc>> = HashMap::new();
     let mut printed = 0usize;
     let mut first = true;
     loop {
         let filter = TraceFilter {
-            operation_type: operation.clone(),
-            status: errors.then(|| "error".to_owned()),
+            operation_type: o.operation.clone(),
+            status: o.errors.then(|| "error".to_owned()),
             finished: true,
-            from: Some(Utc::now() - LOOKBACK),
+            from: Some(Utc::now() - lookback),
             limit: 1000,
             ..Default::default()
         };
@@ -57,13 +59,13 @@ pub async fn run(
             writeln!(out, "{}", line(t))?;
             out.flush()?;
             printed += 1;
-            if count.is_some_and(|c| printed >= c) {
+            if o.count.is_some_and(|c| printed >= c) {
                 return Ok(());
             }
         }
-        let horizon = Utc::now() - LOOKBACK;
+        let horizon = Utc::now() - lookback;
         seen.retain(|_, started| *started >= horizon);
-        tokio::time::sleep(interval).await;
+        tokio::time::sleep(o.interval).await;
     }
 }
 
