@@ -62,6 +62,10 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// connection is dropped and the batch retried on a new one.
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// Longest partition upkeep: the functions wait at most 5 s for a lock, so past this the
+/// connection is stuck; the writer drops it rather than hold its rows back longer.
+const MAINTAIN_TIMEOUT: Duration = Duration::from_secs(15);
+
 /// One of the writer's connections, opened on first use and again after a transient failure.
 #[derive(Debug)]
 pub(crate) struct Link {
@@ -132,7 +136,7 @@ impl Link {
             };
             Ok::<_, sqlx::Error>((created, dropped))
         };
-        let result = tokio::time::timeout(ATTEMPT_TIMEOUT, work)
+        let result = tokio::time::timeout(MAINTAIN_TIMEOUT, work)
             .await
             .unwrap_or_else(|_| Err(sqlx::Error::PoolTimedOut));
         if result
