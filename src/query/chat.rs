@@ -8,6 +8,8 @@ use sqlx::{AssertSqlSafe, PgExecutor};
 use uuid::Uuid;
 
 use super::select_list;
+use crate::record::ChatMessageRow;
+use crate::writer::copy::CopyRow;
 
 /// A stored chat message.
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
@@ -45,28 +47,8 @@ pub struct Message {
     pub created_at: DateTime<Utc>,
 }
 
-static SELECT: LazyLock<String> = LazyLock::new(|| {
-    select_list(
-        &[
-            "id",
-            "trace_id",
-            "span_id",
-            "session_id",
-            "user_id",
-            "kb_id",
-            "role",
-            "content",
-            "turn_number",
-            "sources",
-            "citations",
-            "prompt_tokens",
-            "completion_tokens",
-            "response_time_ms",
-            "created_at",
-        ],
-        &["created_at"],
-    )
-});
+static SELECT: LazyLock<String> =
+    LazyLock::new(|| select_list(ChatMessageRow::COLUMNS, &["created_at"]));
 
 /// The messages of a chat session in turn order (messages without a turn number last, by
 /// time), with their sources and citations.

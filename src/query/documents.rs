@@ -8,6 +8,8 @@ use sqlx::{AssertSqlSafe, PgExecutor};
 use uuid::Uuid;
 
 use super::select_list;
+use crate::record::DocumentEventRow;
+use crate::writer::copy::CopyRow;
 
 /// A stored step of a document's ingestion.
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
@@ -65,38 +67,8 @@ pub struct DocumentStep {
     pub metadata: Value,
 }
 
-static SELECT: LazyLock<String> = LazyLock::new(|| {
-    select_list(
-        &[
-            "id",
-            "trace_id",
-            "span_id",
-            "document_id",
-            "kb_id",
-            "event_type",
-            "status",
-            "started_at",
-            "completed_at",
-            "duration_ms",
-            "extracted_pages",
-            "extracted_chars",
-            "tables_found",
-            "images_found",
-            "chunks_created",
-            "avg_chunk_size",
-            "vectors_generated",
-            "embedding_model",
-            "vectors_upserted",
-            "collection_name",
-            "error_type",
-            "error_message",
-            "retryable",
-            "retry_count",
-            "metadata",
-        ],
-        &["started_at", "completed_at"],
-    )
-});
+static SELECT: LazyLock<String> =
+    LazyLock::new(|| select_list(DocumentEventRow::COLUMNS, &["started_at", "completed_at"]));
 
 /// Every step of a document's ingestion, in time order.
 pub async fn document_timeline(

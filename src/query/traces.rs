@@ -10,6 +10,8 @@ use sqlx::{Acquire, AssertSqlSafe, PgExecutor, Postgres, QueryBuilder};
 use uuid::Uuid;
 
 use super::{contains_pattern, select_list};
+use crate::record::{SpanRow, TraceRow};
+use crate::writer::copy::CopyRow;
 
 /// A stored trace.
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
@@ -140,66 +142,11 @@ impl Span {
     }
 }
 
-const TRACE_COLUMNS: &[&str] = &[
-    "id",
-    "name",
-    "operation_type",
-    "user_id",
-    "session_id",
-    "kb_id",
-    "started_at",
-    "ended_at",
-    "duration_ms",
-    "status",
-    "error_type",
-    "error_message",
-    "prompt_tokens",
-    "completion_tokens",
-    "total_tokens",
-    "total_cost_usd",
-    "metadata",
-];
-
-const SPAN_COLUMNS: &[&str] = &[
-    "id",
-    "trace_id",
-    "parent_span_id",
-    "name",
-    "span_type",
-    "started_at",
-    "ended_at",
-    "duration_ms",
-    "status",
-    "error_type",
-    "error_message",
-    "model",
-    "prompt_tokens",
-    "completion_tokens",
-    "cost_usd",
-    "cost_source",
-    "temperature",
-    "embedding_model",
-    "vector_count",
-    "vector_dimensions",
-    "query_text",
-    "result_count",
-    "top_score",
-    "file_type",
-    "file_size_bytes",
-    "page_count",
-    "chunk_count",
-    "chunk_strategy",
-    "vectors_upserted",
-    "collection_name",
-    "input_preview",
-    "output_preview",
-    "metadata",
-];
-
+/// The columns the writer writes are the columns read back.
 static TRACE_SELECT: LazyLock<String> =
-    LazyLock::new(|| select_list(TRACE_COLUMNS, &["started_at", "ended_at"]));
+    LazyLock::new(|| select_list(TraceRow::COLUMNS, &["started_at", "ended_at"]));
 static SPAN_SELECT: LazyLock<String> =
-    LazyLock::new(|| select_list(SPAN_COLUMNS, &["started_at", "ended_at"]));
+    LazyLock::new(|| select_list(SpanRow::COLUMNS, &["started_at", "ended_at"]));
 
 /// A trace and its spans.
 #[derive(Debug, Clone, PartialEq)]
