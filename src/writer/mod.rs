@@ -10,6 +10,7 @@ pub(crate) mod batch;
 pub(crate) mod copy;
 mod sink;
 pub(crate) mod tables;
+mod upkeep;
 
 use std::cell::{Cell, RefCell};
 use std::sync::Arc;
@@ -77,9 +78,13 @@ pub(crate) fn spawn(
     control: Receiver<Control>,
     shared: Arc<Shared>,
 ) -> std::io::Result<JoinHandle<()>> {
+    // The partitions' upkeep has a thread and a connection of its own: its DDL may wait on a
+    // lock for seconds, and no batch should wait with it. It stops when the writer does.
+    let upkeep_stop = upkeep::spawn(config.partitions.clone(), config.connect.clone());
     std::thread::Builder::new()
         .name("tracing-postgres-writer".into())
         .spawn(move || {
+            let _stop_upkeep_with_the_writer = upkeep_stop;
             mark_writer_thread();
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -111,7 +116,6 @@ pub(crate) fn spawn(
                 batch_size: config.batch_size.max(1),
                 flush_interval: config.flush_interval,
                 warnings: RefCell::default(),
-                maintenance: Maintenance::new(config.partitions),
             };
             writer.run(&records, control);
             writer.give_up_queued(&records);
@@ -206,33 +210,6 @@ struct Writer {
     batch_size: usize,
     flush_interval: Duration,
     warnings: RefCell<Warnings>,
-    maintenance: Maintenance,
-}
-
-/// How often the writer makes sure the partitions ahead exist.
-const MAINTAIN_EVERY: Duration = Duration::from_secs(3600);
-/// How soon it tries again after the database was unreachable or not migrated yet.
-const MAINTAIN_RETRY: Duration = Duration::from_secs(60);
-/// How often it prunes, when the policy has a retention.
-const PRUNE_EVERY: Duration = Duration::from_secs(86_400);
-
-/// The writer's partition upkeep: when it is due, and what it last said.
-#[derive(Debug)]
-struct Maintenance {
-    policy: PartitionPolicy,
-    due: Option<Instant>,
-    prune_due: Instant,
-}
-
-impl Maintenance {
-    fn new(policy: PartitionPolicy) -> Self {
-        let now = Instant::now();
-        Self {
-            due: policy.maintain.then_some(now),
-            policy,
-            prune_due: now,
-        }
-    }
 }
 
 impl Writer {
@@ -274,49 +251,6 @@ impl Writer {
                 self.warnings.borrow_mut().report(&self.shared);
                 due = Instant::now() + self.flush_interval;
             }
-            if self.maintenance.due.is_some_and(|d| now >= d) {
-                self.maintain();
-            }
-        }
-    }
-
-    /// Creates the partitions ahead (and prunes, once a day, when a retention is set) on the
-    /// first connection. Rows never wait on it for long: a failure is logged and tried again
-    /// later, and rows without a partition land in the `DEFAULT` one meanwhile.
-    fn maintain(&mut self) {
-        let Some(link) = self.links.first_mut() else {
-            return;
-        };
-        let m = &mut self.maintenance;
-        let prune = m.policy.retention.is_some() && Instant::now() >= m.prune_due;
-        let result = self.runtime.block_on(link.maintain(&m.policy, prune));
-        let now = Instant::now();
-        match result {
-            Ok((created, dropped)) => {
-                if prune {
-                    m.prune_due = now + PRUNE_EVERY;
-                }
-                if created > 0 || dropped > 0 {
-                    tracing::debug!(created, dropped, "tracing-postgres: partitions maintained");
-                }
-                m.due = Some(now + MAINTAIN_EVERY);
-            }
-            Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42883") => {
-                // The functions are missing: the database is not migrated yet.
-                m.due = Some(now + MAINTAIN_RETRY);
-            }
-            Err(sqlx::Error::Database(e)) => {
-                tracing::warn!(
-                    error = %e,
-                    "tracing-postgres: cannot maintain the time partitions (rows without one \
-                     are kept in the DEFAULT partition); grant EXECUTE on \
-                     observability.create_partitions to this role, or run \
-                     `tracing-postgres migrate` from a scheduled job"
-                );
-                m.due = Some(now + MAINTAIN_EVERY);
-            }
-            // Unreachable: the writes' own retries report it.
-            Err(_) => m.due = Some(now + MAINTAIN_RETRY),
         }
     }
 

@@ -10,7 +10,6 @@ use sqlx::{AssertSqlSafe, Connection};
 use super::batch::{Batch, Entry};
 use super::copy::CopyEncoder;
 use super::tables::{Table, copy_sql, create_stage_sql, stage_name, upsert_sql};
-use crate::partitions::{self, PartitionPolicy};
 
 /// How a batch is written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,10 +61,6 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// connection is dropped and the batch retried on a new one.
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// Longest partition upkeep: the functions wait at most 5 s for a lock, so past this the
-/// connection is stuck; the writer drops it rather than hold its rows back longer.
-const MAINTAIN_TIMEOUT: Duration = Duration::from_secs(15);
-
 /// One of the writer's connections, opened on first use and again after a transient failure.
 #[derive(Debug)]
 pub(crate) struct Link {
@@ -115,37 +110,6 @@ impl Link {
                 slot.insert(c)
             }
         })
-    }
-
-    /// Creates the partitions `policy` wants ahead and, with `prune`, drops those past its
-    /// retention. Returns how many partitions were created and dropped.
-    pub async fn maintain(
-        &mut self,
-        policy: &PartitionPolicy,
-        prune: bool,
-    ) -> Result<(usize, usize), sqlx::Error> {
-        let work = async {
-            let conn = self.connection().await?;
-            let created = partitions::create_ahead(&mut *conn, policy).await?.len();
-            let dropped = match policy.retention {
-                Some(age) if prune => partitions::prune(&mut *conn, age, false)
-                    .await?
-                    .partitions
-                    .len(),
-                _ => 0,
-            };
-            Ok::<_, sqlx::Error>((created, dropped))
-        };
-        let result = tokio::time::timeout(MAINTAIN_TIMEOUT, work)
-            .await
-            .unwrap_or_else(|_| Err(sqlx::Error::PoolTimedOut));
-        if result
-            .as_ref()
-            .is_err_and(|e| !matches!(e, sqlx::Error::Database(_)))
-        {
-            self.conn = None;
-        }
-        result
     }
 }
 
