@@ -49,7 +49,7 @@ pub(super) fn spawn(policy: PartitionPolicy, connect: PgConnectOptions) -> Optio
             let mut conn: Option<PgConnection> = None;
             let mut checks = 0u32;
             loop {
-                let prune = policy.retention.is_some() && checks % CHECKS_PER_PRUNE == 0;
+                let prune = policy.retention.is_some() && checks.is_multiple_of(CHECKS_PER_PRUNE);
                 let result = runtime.block_on(async {
                     tokio::time::timeout(TIMEOUT, once(&mut conn, &connect, &policy, prune))
                         .await
