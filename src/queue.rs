@@ -113,6 +113,30 @@ pub(crate) struct Shared {
     pub counters: Counters,
     /// Set once a shutdown began: the writer stops retrying when this instant passes.
     pub shutdown_deadline: OnceLock<Instant>,
+    /// The layer's options and the text limits, set when a layer is built: the writer maps
+    /// the layer's raw spans to rows with them.
+    pub layer: OnceLock<(Arc<crate::layer::LayerConfig>, crate::sanitize::TextLimits)>,
+}
+
+impl Shared {
+    /// Maps a raw span of the layer to its row; other records pass unchanged.
+    pub fn finish(&self, record: Record) -> Record {
+        match record {
+            Record::Raw(raw) => {
+                let row = match self.layer.get() {
+                    Some((config, limits)) => crate::layer::finish_span(config, limits, *raw),
+                    // Raw spans come only from a layer, which sets this first.
+                    None => crate::layer::finish_span(
+                        &crate::layer::LayerConfig::default(),
+                        &crate::sanitize::TextLimits::default(),
+                        *raw,
+                    ),
+                };
+                Record::Span(Box::new(row))
+            }
+            other => other,
+        }
+    }
 }
 
 /// The sending side of the queue, held by the layer, the provider and the guard.

@@ -562,6 +562,9 @@ pub(crate) enum Record {
     Span(Box<SpanRow>),
     Chat(Box<ChatMessageRow>),
     Document(Box<DocumentEventRow>),
+    /// A closed span of the layer, not yet mapped to its row: the writer maps it (see
+    /// [`finish_span`](crate::layer::finish_span)), so the caller's thread does not.
+    Raw(Box<crate::layer::RawSpan>),
 }
 
 impl Record {
@@ -570,34 +573,7 @@ impl Record {
         fn s(x: &Option<String>) -> usize {
             x.as_ref().map_or(0, String::len)
         }
-        // JSON: its strings and keys, and a node's overhead for every value (depth is bounded
-        // by the sanitiser, so the walk is short for the JSON records carry).
-        fn j(v: &Value) -> usize {
-            // A value's own bytes; containers go on the stack. Most records carry a flat object
-            // or nothing, so the stack rarely allocates.
-            fn one<'a>(v: &'a Value, stack: &mut Vec<&'a Value>) -> usize {
-                match v {
-                    Value::Array(_) | Value::Object(_) => {
-                        stack.push(v);
-                        32
-                    }
-                    Value::String(s) => 32 + s.len(),
-                    _ => 32,
-                }
-            }
-            let mut stack = Vec::new();
-            let mut bytes = one(v, &mut stack);
-            while let Some(v) = stack.pop() {
-                match v {
-                    Value::Array(a) => a.iter().for_each(|v| bytes += one(v, &mut stack)),
-                    Value::Object(m) => m
-                        .iter()
-                        .for_each(|(k, v)| bytes += k.len() + one(v, &mut stack)),
-                    _ => {}
-                }
-            }
-            bytes
-        }
+        let j = json_bytes;
         match self {
             Record::Trace(r) => {
                 std::mem::size_of::<TraceRow>()
@@ -632,6 +608,7 @@ impl Record {
                     + j(&r.sources)
                     + j(&r.citations)
             }
+            Record::Raw(r) => r.approx_bytes(),
             Record::Document(r) => {
                 std::mem::size_of::<DocumentEventRow>()
                     + r.event_type.len()
@@ -644,4 +621,34 @@ impl Record {
             }
         }
     }
+}
+
+/// Approximate heap bytes of a JSON value: its strings and keys, and a node's overhead for
+/// every value (depth is bounded by the sanitiser, so the walk is short for the JSON records
+/// carry).
+pub(crate) fn json_bytes(v: &Value) -> usize {
+    // A value's own bytes; containers go on the stack. Most records carry a flat object or
+    // nothing, so the stack rarely allocates.
+    fn one<'a>(v: &'a Value, stack: &mut Vec<&'a Value>) -> usize {
+        match v {
+            Value::Array(_) | Value::Object(_) => {
+                stack.push(v);
+                32
+            }
+            Value::String(s) => 32 + s.len(),
+            _ => 32,
+        }
+    }
+    let mut stack = Vec::new();
+    let mut bytes = one(v, &mut stack);
+    while let Some(v) = stack.pop() {
+        match v {
+            Value::Array(a) => a.iter().for_each(|v| bytes += one(v, &mut stack)),
+            Value::Object(m) => m
+                .iter()
+                .for_each(|(k, v)| bytes += k.len() + one(v, &mut stack)),
+            _ => {}
+        }
+    }
+    bytes
 }

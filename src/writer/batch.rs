@@ -5,6 +5,7 @@ use std::collections::HashMap;
 
 use uuid::Uuid;
 
+use crate::queue::Shared;
 use crate::record::{ChatMessageRow, DocumentEventRow, Record, SpanRow, TraceRow};
 
 /// One row of a batch.
@@ -15,8 +16,9 @@ pub(crate) struct Entry<T> {
     pub row: Box<T>,
     /// Records this row stands for: 2 when a start and its end were merged.
     pub records: u32,
-    /// `true` when no earlier batch can have stored a row with this key, so a plain `COPY` into
-    /// the table is safe; `false` for an end whose start went out in an earlier batch.
+    /// `true` when no other batch can have stored a row with this key, so a plain `COPY` into
+    /// the table is safe; `false` for an end whose start went out in an earlier batch, and for
+    /// a start (its end may be written first, by a batch on another connection).
     pub fresh: bool,
 }
 
@@ -56,10 +58,18 @@ impl Batch {
         }
     }
 
-    /// Adds a record taken from the queue.
-    pub fn push(&mut self, record: Record, bytes: usize) {
+    /// Adds a record taken from the queue; a raw span is mapped to its row with `shared`'s
+    /// layer options.
+    pub fn push(&mut self, record: Record, bytes: usize, shared: &Shared) {
         self.records += 1;
         self.bytes += bytes;
+        match record {
+            Record::Raw(_) => self.push_row(shared.finish(record)),
+            row => self.push_row(row),
+        }
+    }
+
+    fn push_row(&mut self, record: Record) {
         match record {
             Record::Trace(row) => merge(&mut self.traces, &mut self.trace_rows, row, |r| {
                 (r.id, r.is_start(), r.start_sent)
@@ -69,6 +79,15 @@ impl Batch {
             }),
             Record::Chat(row) => self.chats.push(Entry::new(row, true)),
             Record::Document(row) => self.docs.push(Entry::new(row, true)),
+            // Mapped by `push` before it gets here.
+            Record::Raw(raw) => {
+                let row = crate::layer::finish_span(
+                    &crate::layer::LayerConfig::default(),
+                    &crate::sanitize::TextLimits::default(),
+                    *raw,
+                );
+                self.push_row(Record::Span(Box::new(row)));
+            }
         }
     }
 
@@ -118,18 +137,21 @@ fn merge<T>(
 ) {
     let (id, is_start, start_sent) = key(&row);
     match index.get(&id).map(|&i| (i, key(&rows[i].row).1)) {
-        // The start is here: the end takes its place.
+        // The start is here: the end takes its place, and no other batch holds this key.
         Some((i, true)) if !is_start => {
             let entry = &mut rows[i];
             entry.row = row;
             entry.records += 1;
+            entry.fresh = true;
         }
         // A repeated start, or an end after an end: nothing to add.
         Some((i, _)) => rows[i].records += 1,
         None => {
             index.insert(id, rows.len());
-            // An end whose start went out in an earlier batch may meet the stored start.
-            let fresh = is_start || !start_sent;
+            // An end whose start went out in an earlier batch may meet the stored start; a
+            // start may meet its end, written by a batch on another connection that committed
+            // first. Both go through the upsert, which settles either order.
+            let fresh = !is_start && !start_sent;
             rows.push(Entry::new(row, fresh));
         }
     }
