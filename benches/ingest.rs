@@ -505,6 +505,31 @@ async fn visibility(admin_url: &str, rate: u64, seconds: u64) -> Res<Value> {
     }))
 }
 
+/// One thread, the first hot-path workload under the layer alone, for profiling (`perf record`):
+/// ns per span, with the writer running.
+fn hot(url: &str, spans: usize) -> Res<Value> {
+    let (layer, guard) = Builder::new(url)
+        .queue_capacity(spans + 10_000)
+        .max_queue_bytes(8 << 30)
+        .shutdown_timeout(Duration::from_secs(600))
+        .build_layer()?;
+    let dispatch = Dispatch::new(tracing_subscriber::registry().with(layer.clone()));
+    let ns = with_default(&dispatch, || {
+        let root = tracing::info_span!("hot_request", operation_type = "chat");
+        let _root = root.enter();
+        let start = Instant::now();
+        for i in 0..spans {
+            one_span(i);
+        }
+        start.elapsed().as_nanos() as f64 / spans as f64
+    });
+    drop(dispatch);
+    drop(layer);
+    let report = guard.shutdown(Duration::from_secs(600));
+    eprintln!("hot: {ns:.0} ns per span; written {}", report.written);
+    Ok(json!({ "ns_per_span": ns }))
+}
+
 #[tokio::main]
 async fn main() -> Res<()> {
     // Positional arguments only: `cargo bench` adds `--bench`.
@@ -531,6 +556,7 @@ async fn main() -> Res<()> {
             tokio::task::block_in_place(|| outage(&url, n(1_000_000), cap))?
         }
         "visibility" => visibility(&url, 10_000, n(20) as u64).await?,
+        "hot" => tokio::task::block_in_place(|| hot(&url, n(1_000_000)))?,
         other => return Err(format!("unknown mode {other}: ingest, outage or visibility").into()),
     };
     println!("{out}");

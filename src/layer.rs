@@ -26,8 +26,11 @@ use crate::record::{
     ChatMessageRow, DocumentEventRow, DocumentEventStatus, Record, SpanRow, SpanType, Status,
     TraceRow, cost_to_micros, money_in_range,
 };
-use crate::sanitize::{TextLimits, clean_cow, clean_json, clean_owned, clean_static, clean_text};
+use crate::sanitize::{
+    TextLimits, clean_borrowed, clean_cow, clean_json, clean_owned, clean_static, clean_text,
+};
 use crate::values::{back_from, count, count32, finite, millis_between};
+use crate::writer::copy::CopyEncoder;
 use crate::writer::on_writer_thread;
 
 /// Options of the layer, set on the [`Builder`](crate::Builder).
@@ -513,28 +516,42 @@ impl RawSpan {
 }
 
 /// The span row of a closed span: fields mapped to columns, sanitised, the rest in metadata.
-pub(crate) fn finish_span(config: &LayerConfig, l: &TextLimits, raw: RawSpan) -> SpanRow {
-    let RawSpan {
-        name,
-        id,
-        trace_id,
-        parent,
-        started_at,
-        ended_at,
-        mut fields,
-        error,
-        events,
-        events_dropped,
-        panicking,
-    } = raw;
-    let f = &fields;
+pub(crate) fn finish_span(config: &LayerConfig, l: &TextLimits, mut raw: RawSpan) -> SpanRow {
+    let mut row = span_columns(config, l, &raw);
+    row.metadata = metadata(
+        l,
+        &mut raw.fields,
+        std::mem::take(&mut raw.events),
+        raw.events_dropped,
+    );
+    row
+}
+
+/// Encodes a closed span's row for binary `COPY` straight from what was captured: the same
+/// row as [`finish_span`], without building its metadata as a JSON value first.
+pub(crate) fn encode_raw_span(
+    enc: &mut CopyEncoder,
+    config: &LayerConfig,
+    l: &TextLimits,
+    raw: RawSpan,
+) {
+    let row = span_columns(config, l, &raw);
+    enc.begin_row::<SpanRow>();
+    row.encode_columns(enc);
+    enc.jsonb_with(|buf| write_metadata(buf, l, &raw.fields, &raw.events, raw.events_dropped));
+}
+
+/// The row of a closed span without its metadata (`Null`).
+fn span_columns(config: &LayerConfig, l: &TextLimits, raw: &RawSpan) -> SpanRow {
+    let f = &raw.fields;
+    let (started_at, ended_at) = (raw.started_at, raw.ended_at);
     let (prompt, completion, cost, cost_source) = usage(config, f);
-    let (status, error_type, error_message) = outcome(&error, f, panicking);
-    let mut row = SpanRow {
-        id,
-        trace_id,
-        parent_span_id: parent,
-        name: clean_static(name, l.label),
+    let (status, error_type, error_message) = outcome(&raw.error, f, raw.panicking);
+    SpanRow {
+        id: raw.id,
+        trace_id: raw.trace_id,
+        parent_span_id: raw.parent,
+        name: clean_static(raw.name, l.label),
         span_type: clean_cow(span_type(f).into_text(), l.label),
         started_at,
         ended_at: Some(ended_at),
@@ -573,9 +590,7 @@ pub(crate) fn finish_span(config: &LayerConfig, l: &TextLimits, raw: RawSpan) ->
             .map(|s| clean_owned(s, l.preview)),
         metadata: Value::Null,
         start_sent: config.span_starts,
-    };
-    row.metadata = metadata(l, &mut fields, events, events_dropped);
-    row
+    }
 }
 
 /// Tokens and cost (micro-dollars, with its source) a span's fields report.
@@ -628,6 +643,60 @@ fn metadata(l: &TextLimits, fields: &mut Fields, events: Vec<Value>, events_drop
     }
     // Keys, strings and depth are clean already: events were cleaned when attached.
     Value::Object(m)
+}
+
+/// Writes the JSON text of a span's metadata: the same object as [`metadata`] builds (keys
+/// written later win, in `jsonb` as in a map), without building it.
+fn write_metadata(
+    buf: &mut Vec<u8>,
+    l: &TextLimits,
+    fields: &Fields,
+    events: &[Value],
+    events_dropped: u32,
+) {
+    fn key(buf: &mut Vec<u8>, first: &mut bool, k: &str) {
+        if !std::mem::take(first) {
+            buf.push(b',');
+        }
+        json_str(buf, k);
+        buf.push(b':');
+    }
+    fn json_str(buf: &mut Vec<u8>, s: &str) {
+        // Writing a string into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut *buf, s);
+    }
+    fn val(buf: &mut Vec<u8>, v: &Val, max_chars: usize) {
+        match v {
+            Val::S(s) => json_str(buf, &clean_borrowed(s, max_chars)),
+            Val::I(x) => buf.extend_from_slice(x.to_string().as_bytes()),
+            Val::U(x) => buf.extend_from_slice(x.to_string().as_bytes()),
+            Val::B(x) => buf.extend_from_slice(if *x { b"true" } else { b"false" }),
+            Val::F(_) => {
+                let _ = serde_json::to_writer(&mut *buf, &v.clone().into_json());
+            }
+        }
+    }
+    let mut first = true;
+    buf.push(b'{');
+    for (name, v) in &fields.extra {
+        key(buf, &mut first, &clean_static(name, l.label));
+        val(buf, v, l.content);
+    }
+    for (slot, name) in [(Slot::UserId, "user_id"), (Slot::KbId, "kb_id")] {
+        if let Some(v) = fields.get(slot).filter(|v| parse_uuid(v).is_none()) {
+            key(buf, &mut first, name);
+            val(buf, v, l.label);
+        }
+    }
+    if !events.is_empty() {
+        key(buf, &mut first, "events");
+        let _ = serde_json::to_writer(&mut *buf, events);
+    }
+    if events_dropped > 0 {
+        key(buf, &mut first, "events_dropped");
+        buf.extend_from_slice(events_dropped.to_string().as_bytes());
+    }
+    buf.push(b'}');
 }
 
 /// A document event's status from its text: the four stored values and their common synonyms;

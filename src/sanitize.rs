@@ -55,6 +55,15 @@ pub fn clean_text(s: &str, max_chars: usize) -> String {
     out
 }
 
+/// Cleans borrowed text: no copy when it is short and has no NUL.
+pub fn clean_borrowed(s: &str, max_chars: usize) -> Cow<'_, str> {
+    if s.len() <= max_chars && !s.as_bytes().contains(&0) {
+        Cow::Borrowed(s)
+    } else {
+        Cow::Owned(clean_text(s, max_chars))
+    }
+}
+
 /// Cleans an owned string in place when possible: no copy when it is short and has no NUL.
 pub fn clean_owned(s: String, max_chars: usize) -> String {
     // Fast path: byte length bounds character count, so a short NUL-free string is already fine.
