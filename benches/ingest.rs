@@ -530,6 +530,43 @@ fn hot(url: &str, spans: usize) -> Res<Value> {
     Ok(json!({ "ns_per_span": ns }))
 }
 
+/// One thread making explicit `log_llm_call`s, for profiling: ns per call, the writer running.
+fn provider(url: &str, calls: usize) -> Res<Value> {
+    use tracing_postgres::{Decimal, LlmCall, LlmMetrics, ObservabilityProvider, TraceContext};
+    let (p, guard) = Builder::new(url)
+        .queue_capacity(calls + 10_000)
+        .max_queue_bytes(8 << 30)
+        .shutdown_timeout(Duration::from_secs(600))
+        .build()?;
+    let ctx = TraceContext::new();
+    let mut total = Duration::ZERO;
+    for i in 0..calls {
+        let call = LlmCall {
+            name: Some("openai.chat".into()),
+            metrics: LlmMetrics {
+                model: Some("gpt-4o-mini".into()),
+                prompt_tokens: Some(1_000 + i as i64 % 1_000),
+                completion_tokens: Some(42),
+                cost_usd: Some(Decimal::new(12, 5)),
+                temperature: Some(0.2),
+            },
+            latency_ms: Some(350.0),
+            ..LlmCall::default()
+        };
+        let t = Instant::now();
+        std::hint::black_box(p.log_llm_call(&ctx, call));
+        total += t.elapsed();
+    }
+    let ns = total.as_nanos() as f64 / calls as f64;
+    drop(p);
+    let report = guard.shutdown(Duration::from_secs(600));
+    eprintln!(
+        "provider: {ns:.0} ns per call (mean, timer included); written {}",
+        report.written
+    );
+    Ok(json!({ "ns_per_call": ns }))
+}
+
 #[tokio::main]
 async fn main() -> Res<()> {
     // Positional arguments only: `cargo bench` adds `--bench`.
@@ -557,6 +594,7 @@ async fn main() -> Res<()> {
         }
         "visibility" => visibility(&url, 10_000, n(20) as u64).await?,
         "hot" => tokio::task::block_in_place(|| hot(&url, n(1_000_000)))?,
+        "provider" => tokio::task::block_in_place(|| provider(&url, n(1_000_000)))?,
         other => return Err(format!("unknown mode {other}: ingest, outage or visibility").into()),
     };
     println!("{out}");

@@ -311,7 +311,10 @@ impl Builder {
         .application_name("tracing-postgres");
         let (tx, rx) = crossbeam_channel::bounded(self.queue_capacity);
         let (control_tx, control_rx) = crossbeam_channel::unbounded();
-        let shared = Arc::new(Shared::default());
+        let shared = Arc::new(Shared {
+            limits: self.limits,
+            ..Shared::default()
+        });
         let config = WriterConfig {
             connect,
             connections: self.connections,

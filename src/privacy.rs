@@ -88,7 +88,7 @@ fn drop_content(record: &mut Record) {
             }
         }
         // Mapped to a span row before the settings are applied (`Handle::push`).
-        Record::Trace(_) | Record::Document(_) | Record::Raw(_) => {}
+        Record::Trace(_) | Record::Document(_) | Record::Raw(_) | Record::Llm(_) => {}
     }
 }
 
@@ -133,7 +133,7 @@ fn redact(record: &mut Record, r: &Redactor, limits: &TextLimits) {
             json(&mut d.metadata, &text);
         }
         // Mapped to a span row before the settings are applied (`Handle::push`).
-        Record::Raw(_) => {}
+        Record::Raw(_) | Record::Llm(_) => {}
     }
 }
 

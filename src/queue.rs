@@ -116,10 +116,13 @@ pub(crate) struct Shared {
     /// The layer's options and the text limits, set when a layer is built: the writer maps
     /// the layer's raw spans to rows with them.
     pub layer: OnceLock<(Arc<crate::layer::LayerConfig>, crate::sanitize::TextLimits)>,
+    /// The text limits, for the rows the writer maps.
+    pub limits: crate::sanitize::TextLimits,
 }
 
 impl Shared {
-    /// Maps a raw span of the layer to its row; other records pass unchanged.
+    /// Maps a raw span of the layer or a raw LLM call to its row; other records pass
+    /// unchanged.
     pub fn finish(&self, record: Record) -> Record {
         match record {
             Record::Raw(raw) => {
@@ -133,6 +136,9 @@ impl Shared {
                     ),
                 };
                 Record::Span(Box::new(row))
+            }
+            Record::Llm(raw) => {
+                Record::Span(Box::new(crate::provider::finish_llm(&self.limits, *raw)))
             }
             other => other,
         }

@@ -565,6 +565,9 @@ pub(crate) enum Record {
     /// A closed span of the layer, not yet mapped to its row: the writer maps it (see
     /// [`finish_span`](crate::layer::finish_span)), so the caller's thread does not.
     Raw(Box<crate::layer::RawSpan>),
+    /// A `log_llm_call` not yet mapped to its row: the writer maps it (see
+    /// [`finish_llm`](crate::provider::finish_llm)).
+    Llm(Box<crate::provider::RawLlmCall>),
 }
 
 impl Record {
@@ -609,6 +612,7 @@ impl Record {
                     + j(&r.citations)
             }
             Record::Raw(r) => r.approx_bytes(),
+            Record::Llm(r) => r.approx_bytes(),
             Record::Document(r) => {
                 std::mem::size_of::<DocumentEventRow>()
                     + r.event_type.len()

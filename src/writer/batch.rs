@@ -74,6 +74,10 @@ impl Batch {
                     crate::layer::encode_raw_span(enc, config, limits, *raw);
                 });
             }
+            (Record::Llm(raw), _) => {
+                let row = crate::provider::finish_llm(&shared.limits, *raw);
+                self.encoded_spans.push(|enc| enc.row(&row));
+            }
             (record @ Record::Raw(_), _) => self.push_row(shared.finish(record)),
             (row, _) => self.push_row(row),
         }
@@ -89,13 +93,18 @@ impl Batch {
             }),
             Record::Chat(row) => self.chats.push(Entry::new(row, true)),
             Record::Document(row) => self.docs.push(Entry::new(row, true)),
-            // Mapped by `push` before it gets here.
+            // Mapped by `push` before they get here.
             Record::Raw(raw) => {
                 let row = crate::layer::finish_span(
                     &crate::layer::LayerConfig::default(),
                     &crate::sanitize::TextLimits::default(),
                     *raw,
                 );
+                self.push_row(Record::Span(Box::new(row)));
+            }
+            Record::Llm(raw) => {
+                let row =
+                    crate::provider::finish_llm(&crate::sanitize::TextLimits::default(), *raw);
                 self.push_row(Record::Span(Box::new(row)));
             }
         }
