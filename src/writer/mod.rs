@@ -42,6 +42,27 @@ pub(crate) fn mark_writer_thread() {
     ON_WRITER.with(|f| f.set(true));
 }
 
+/// How much lower than the application's threads the writer's run (Linux `nice` steps).
+const WRITER_NICE: i32 = 10;
+
+/// Lowers the current thread's scheduling priority: on a busy machine the writer's work waits
+/// for the application's threads rather than taking their cores (the queue buffers meanwhile).
+/// Best effort: where it is not supported or not allowed, nothing changes.
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: `gettid` and `setpriority` take plain integers and touch no memory of ours; on
+    // Linux, `PRIO_PROCESS` with a thread id sets that one thread's nice value.
+    unsafe {
+        let tid = libc::gettid();
+        let now = libc::getpriority(libc::PRIO_PROCESS, tid as libc::id_t);
+        let _ = libc::setpriority(
+            libc::PRIO_PROCESS,
+            tid as libc::id_t,
+            now.saturating_add(WRITER_NICE).min(19),
+        );
+    }
+}
+
 /// First pause after a transient failure; doubled each time up to [`MAX_BACKOFF`].
 const INITIAL_BACKOFF: Duration = Duration::from_millis(50);
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
@@ -77,6 +98,7 @@ pub(crate) fn spawn(
         .name("tracing-postgres-writer".into())
         .spawn(move || {
             mark_writer_thread();
+            lower_priority();
             // No statement logging, and no NOTICEs (such as "relation already exists") that
             // sqlx would log into the application's subscriber.
             let connect = config
@@ -184,6 +206,7 @@ fn spawn_link(
         .name(format!("tracing-postgres-conn-{i}"))
         .spawn(move || {
             mark_writer_thread();
+            lower_priority();
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .on_thread_start(mark_writer_thread)
