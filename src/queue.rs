@@ -11,13 +11,17 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
 use crossbeam_channel::{Sender, TrySendError};
+use crossbeam_utils::CachePadded;
 
 use crate::record::{Queued, Record};
 
 /// Counters shared by every handle and the writer.
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
-    pub enqueued: AtomicU64,
+    /// Counted by the application's threads on every record: on cache lines of their own, so
+    /// the writer's updates of the other counters do not take them away from those threads.
+    pub enqueued: CachePadded<AtomicU64>,
+    pub queued_bytes: CachePadded<AtomicUsize>,
     pub written: AtomicU64,
     pub dropped_full: AtomicU64,
     pub dropped_closed: AtomicU64,
@@ -26,7 +30,6 @@ pub(crate) struct Counters {
     pub refused: AtomicU64,
     pub retries: AtomicU64,
     pub batches: AtomicU64,
-    pub queued_bytes: AtomicUsize,
     pub connected: AtomicBool,
     pub last_error: Mutex<Option<String>>,
     /// Why the last record was rejected; the writer logs it with the count.
