@@ -1,8 +1,10 @@
 //! `PostgresLayer`: the `tracing` callbacks that turn spans and events into rows.
 //!
-//! Everything here runs on the application's threads, so it only captures, classifies and
-//! queues: field values are formatted before any extensions lock is taken, no callback waits
-//! or panics, and nothing is done at all on the writer's own threads.
+//! The callbacks run on the application's threads, so they only capture, classify and queue:
+//! field values are formatted before any extensions lock is taken, no callback waits or
+//! panics, and nothing is done at all on the writer's own threads. A closed span inside a trace
+//! is queued raw ([`RawSpan`]) and mapped to its row by [`finish_span`] or [`encode_raw_span`]
+//! on the writer's thread.
 
 use std::any::TypeId;
 use std::borrow::Cow;

@@ -1,6 +1,7 @@
 //! The explicit provider interface of the spec and its PostgreSQL implementation.
 //!
-//! Every method builds a row on the caller's thread and queues it: nothing waits on the
+//! Every method builds a row on the caller's thread and queues it (`log_llm_call` queues the
+//! call as given, mapped to its row on the writer's thread): nothing waits on the
 //! database, nothing returns an error, nothing panics. Invalid input is either stored sanitised
 //! or refused with a counted reason (see [`Stats::rejected`](crate::Stats::rejected)).
 

@@ -1,6 +1,7 @@
 //! The typed inputs of the provider (enums and metric sets) and the row each table receives.
 //!
-//! The application's threads build these rows; the writer thread only encodes them. A row's
+//! The application's threads build these rows, except for the layer's closed spans and
+//! `log_llm_call`s, which are queued raw and mapped on the writer's thread. A row's
 //! `status` says what it is: `in_progress` rows are starts (visible while the work runs), any
 //! other status is the finished row, which replaces the start.
 

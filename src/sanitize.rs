@@ -8,7 +8,7 @@ use std::borrow::Cow;
 
 use serde_json::Value;
 
-/// Limits applied to text before it is queued. Counts are in characters (Unicode scalar values).
+/// Limits applied to text before it is stored. Counts are in characters (Unicode scalar values).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TextLimits {
     /// Longest error message kept (spec: 1,000).
