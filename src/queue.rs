@@ -15,6 +15,11 @@ use crossbeam_utils::CachePadded;
 
 use crate::record::{Queued, Record};
 
+/// Memory a queued record takes besides its own bytes: its slot in the channel and the
+/// allocator's headers and rounding of its few allocations. Counted so the byte cap bounds
+/// the memory the queue really holds.
+const PER_RECORD_OVERHEAD: usize = 96;
+
 /// Counters shared by every handle and the writer.
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
@@ -171,7 +176,7 @@ impl Queue {
 
     /// Queues a record, or counts it as dropped. Never blocks, never fails.
     pub fn push(&self, record: Record) {
-        let bytes = record.approx_bytes();
+        let bytes = record.approx_bytes() + PER_RECORD_OVERHEAD;
         let before = self.counters().queued_bytes.fetch_add(bytes, Relaxed);
         if before.saturating_add(bytes) > self.max_bytes {
             self.counters().queued_bytes.fetch_sub(bytes, Relaxed);

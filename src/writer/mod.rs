@@ -42,6 +42,9 @@ pub(crate) fn mark_writer_thread() {
     ON_WRITER.with(|f| f.set(true));
 }
 
+/// A batch is split across connections only when each part gets at least this many rows.
+const MIN_ROWS_PER_CONNECTION: usize = 1_500;
+
 /// How much lower than the application's threads the writer's run (Linux `nice` steps).
 const WRITER_NICE: i32 = 10;
 
@@ -139,6 +142,7 @@ pub(crate) fn spawn(
                 shared,
                 batch: Batch::with_capacity(config.batch_size.max(1)),
                 batch_size: config.batch_size.max(1),
+                connections: links.len(),
                 flush_interval: config.flush_interval,
                 warnings,
             };
@@ -323,6 +327,8 @@ struct Writer {
     shared: Arc<Shared>,
     batch: Batch,
     batch_size: usize,
+    /// Connection threads running.
+    connections: usize,
     flush_interval: Duration,
     warnings: Arc<Mutex<Warnings>>,
 }
@@ -425,16 +431,29 @@ impl Writer {
         }
         let batch = std::mem::replace(&mut self.batch, Batch::with_capacity(self.batch_size));
         let Some(work) = &self.work else { return };
-        self.in_flight.add();
-        if let Err(crossbeam_channel::SendError(batch)) = work.send(batch) {
-            // Every connection thread is gone (they only stop when `work` is dropped, or when
-            // they could not start): the batch cannot be written.
-            let counters = &self.shared.counters;
-            counters
-                .dropped_unwritten
-                .fetch_add(batch.record_count(), Relaxed);
-            counters.queued_bytes.fetch_sub(batch.bytes, Relaxed);
-            self.in_flight.done();
+        // A batch big enough is split across the connections, written side by side: its rows
+        // are visible sooner.
+        let parts = (batch.rows() / MIN_ROWS_PER_CONNECTION).clamp(1, self.connections);
+        let mut batches = vec![batch];
+        while batches.len() < parts {
+            // Halve the largest part until there are enough.
+            batches.sort_by_key(Batch::rows);
+            let Some(largest) = batches.pop() else { break };
+            let (a, b) = largest.split();
+            batches.extend([a, b]);
+        }
+        for batch in batches {
+            self.in_flight.add();
+            if let Err(crossbeam_channel::SendError(batch)) = work.send(batch) {
+                // Every connection thread is gone (they only stop when `work` is dropped, or
+                // when they could not start): the batch cannot be written.
+                let counters = &self.shared.counters;
+                counters
+                    .dropped_unwritten
+                    .fetch_add(batch.record_count(), Relaxed);
+                counters.queued_bytes.fetch_sub(batch.bytes, Relaxed);
+                self.in_flight.done();
+            }
         }
     }
 
