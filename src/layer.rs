@@ -279,7 +279,8 @@ impl PostgresLayer {
     /// columns, sanitising and building the metadata JSON is [`finish_span`]'s, on the writer's
     /// thread (or here, when privacy settings must see the finished row before it is queued).
     fn close_span(&self, name: &'static str, data: SpanData, counts: bool) {
-        let ended_at = Utc::now();
+        // The clock as read; converted to a date on the writer's thread.
+        let ended_at = std::time::SystemTime::now();
         if counts {
             let (prompt, completion, cost, _) = self.usage(&data.fields);
             data.state.totals.add(prompt, completion, cost);
@@ -489,7 +490,7 @@ pub(crate) struct RawSpan {
     trace_id: Uuid,
     parent: Option<Uuid>,
     started_at: DateTime<Utc>,
-    ended_at: DateTime<Utc>,
+    ended_at: std::time::SystemTime,
     fields: Fields,
     error: Option<(String, Option<String>)>,
     events: Vec<Value>,
@@ -546,7 +547,7 @@ pub(crate) fn encode_raw_span(
 /// The row of a closed span without its metadata (`Null`).
 fn span_columns(config: &LayerConfig, l: &TextLimits, raw: &RawSpan) -> SpanRow {
     let f = &raw.fields;
-    let (started_at, ended_at) = (raw.started_at, raw.ended_at);
+    let (started_at, ended_at) = (raw.started_at, DateTime::<Utc>::from(raw.ended_at));
     let (prompt, completion, cost, cost_source) = usage(config, f);
     let (status, error_type, error_message) = outcome(&raw.error, f, raw.panicking);
     SpanRow {

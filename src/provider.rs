@@ -7,6 +7,7 @@
 
 use std::borrow::Cow;
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
@@ -501,7 +502,8 @@ impl ObservabilityProvider for PostgresProvider {
         // row is built on the writer's thread (`finish_llm`), or here when privacy settings
         // must see it before it is queued.
         let id = SpanId::new();
-        let now = Utc::now();
+        // The clock as read; converted to a date on the writer's thread.
+        let now = SystemTime::now();
         let m = &call.metrics;
         let (prompt, completion) = (count(m.prompt_tokens), count(m.completion_tokens));
         let cost = m.cost_usd.and_then(cost_to_micros);
@@ -645,7 +647,7 @@ pub(crate) struct RawLlmCall {
     trace_id: Uuid,
     parent: Option<Uuid>,
     /// When the call was logged: the span's end.
-    now: DateTime<Utc>,
+    now: SystemTime,
     call: LlmCall,
 }
 
@@ -676,6 +678,7 @@ pub(crate) fn finish_llm(l: &TextLimits, raw: RawLlmCall) -> SpanRow {
         now,
         call,
     } = raw;
+    let now = DateTime::<Utc>::from(now);
     let latency = finite(call.latency_ms).filter(|d| *d >= 0.0);
     let status = match call.outcome.status {
         Status::InProgress => Status::Success,
