@@ -173,7 +173,7 @@ impl Builder {
             max_queue_bytes: DEFAULT_MAX_QUEUE_BYTES,
             batch_size: DEFAULT_BATCH_SIZE,
             flush_interval: DEFAULT_FLUSH_INTERVAL,
-            connections: 2,
+            connections: 3,
             limits: TextLimits::default(),
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
             layer: LayerConfig::default(),
@@ -297,8 +297,17 @@ impl Builder {
     /// Starts the writer and returns the layer (which is also the provider) and the writer's
     /// guard.
     pub fn build_layer(self) -> Result<(PostgresLayer, WriterGuard), BuildError> {
-        let config = self.layer.clone();
+        let config = Arc::new(self.layer.clone());
+        let limits = self.limits;
         let (provider, guard) = self.build()?;
+        // Set before the layer exists, so every raw span it queues finds it; a guard's writer
+        // serves one layer (build_layer consumes the builder).
+        let _ = provider
+            .handle
+            .queue
+            .shared
+            .layer
+            .set((Arc::clone(&config), limits));
         Ok((PostgresLayer::new(provider, config), guard))
     }
 
@@ -314,7 +323,10 @@ impl Builder {
         .application_name("tracing-postgres");
         let (tx, rx) = crossbeam_channel::bounded(self.queue_capacity);
         let (control_tx, control_rx) = crossbeam_channel::unbounded();
-        let shared = Arc::new(Shared::default());
+        let shared = Arc::new(Shared {
+            limits: self.limits,
+            ..Shared::default()
+        });
         let config = WriterConfig {
             connect,
             connections: self.connections,

@@ -312,6 +312,20 @@ impl Fields {
         self.get(slot).and_then(Val::as_bool)
     }
 
+    /// Approximate heap bytes, for the queue's byte budget.
+    pub fn approx_bytes(&self) -> usize {
+        fn val(v: &Val) -> usize {
+            match v {
+                Val::S(s) => s.capacity(),
+                _ => 0,
+            }
+        }
+        self.known.capacity() * std::mem::size_of::<(Slot, u8, Val)>()
+            + self.extra.capacity() * std::mem::size_of::<(&'static str, Val)>()
+            + self.known.iter().map(|(_, _, v)| val(v)).sum::<usize>()
+            + self.extra.iter().map(|(_, v)| val(v)).sum::<usize>()
+    }
+
     /// Whether the span carries token usage or cost.
     pub fn has_usage(&self) -> bool {
         self.has(Slot::PromptTokens) || self.has(Slot::CompletionTokens) || self.has(Slot::CostUsd)

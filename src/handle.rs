@@ -19,6 +19,8 @@ impl Handle {
     /// application's threads.
     pub fn push(&self, mut record: Record) {
         if self.privacy.is_active() {
+            // The hook must see the finished row, on this thread, before it is queued.
+            record = self.queue.shared.finish(record);
             self.privacy.apply(&mut record, &self.limits);
         }
         self.queue.push(record);

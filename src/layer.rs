@@ -1,8 +1,10 @@
 //! `PostgresLayer`: the `tracing` callbacks that turn spans and events into rows.
 //!
-//! Everything here runs on the application's threads, so it only captures, classifies and
-//! queues: field values are formatted before any extensions lock is taken, no callback waits
-//! or panics, and nothing is done at all on the writer's own threads.
+//! The callbacks run on the application's threads, so they only capture, classify and queue:
+//! field values are formatted before any extensions lock is taken, no callback waits or
+//! panics, and nothing is done at all on the writer's own threads. A closed span inside a trace
+//! is queued raw ([`RawSpan`]) and mapped to its row by [`finish_span`] or [`encode_raw_span`]
+//! on the writer's thread.
 
 use std::any::TypeId;
 use std::borrow::Cow;
@@ -26,8 +28,11 @@ use crate::record::{
     ChatMessageRow, DocumentEventRow, DocumentEventStatus, Record, SpanRow, SpanType, Status,
     TraceRow, cost_to_micros, money_in_range,
 };
-use crate::sanitize::{TextLimits, clean_cow, clean_json, clean_owned, clean_static, clean_text};
+use crate::sanitize::{
+    TextLimits, clean_borrowed, clean_cow, clean_json, clean_owned, clean_static, clean_text,
+};
 use crate::values::{back_from, count, count32, finite, millis_between};
+use crate::writer::copy::CopyEncoder;
 use crate::writer::on_writer_thread;
 
 /// Options of the layer, set on the [`Builder`](crate::Builder).
@@ -183,10 +188,10 @@ impl TraceContext {
 }
 
 impl PostgresLayer {
-    pub(crate) fn new(provider: PostgresProvider, config: LayerConfig) -> Self {
+    pub(crate) fn new(provider: PostgresProvider, config: Arc<LayerConfig>) -> Self {
         Self {
             provider,
-            config: Arc::new(config),
+            config,
             with_context: None,
         }
     }
@@ -256,106 +261,44 @@ impl PostgresLayer {
 
     /// The span's metadata: fields without a column, attached events, ids that were not UUIDs.
     fn metadata(&self, data: &mut SpanData) -> Value {
-        let l = self.limits();
-        let mut m = data.fields.take_extra_json(l);
-        for slot in [Slot::UserId, Slot::KbId] {
-            // An id that is not a UUID has no column to go to: keep it as given.
-            if let Some(v) = data.fields.get(slot).filter(|v| parse_uuid(v).is_none()) {
-                let key = if slot == Slot::UserId {
-                    "user_id"
-                } else {
-                    "kb_id"
-                };
-                m.insert(key.to_owned(), v.clone().into_clean_json(l.label));
-            }
-        }
-        if !data.events.is_empty() {
-            m.insert(
-                "events".to_owned(),
-                Value::Array(std::mem::take(&mut data.events)),
-            );
-        }
-        if data.events_dropped > 0 {
-            m.insert(
-                "events_dropped".to_owned(),
-                Value::from(data.events_dropped),
-            );
-        }
-        // Keys, strings and depth are clean already: events were cleaned when attached.
-        Value::Object(m)
+        metadata(
+            self.limits(),
+            &mut data.fields,
+            std::mem::take(&mut data.events),
+            data.events_dropped,
+        )
     }
 
     /// Tokens and cost (micro-dollars, with its source) the span reports.
     fn usage(&self, f: &Fields) -> (Option<i64>, Option<i64>, Option<i64>, Option<&'static str>) {
-        let prompt = count(f.i64(Slot::PromptTokens));
-        let completion = count(f.i64(Slot::CompletionTokens));
-        let given = f.get(Slot::CostUsd).and_then(|v| match v {
-            Val::S(s) => s.trim().parse::<Decimal>().ok(),
-            other => other.as_f64().and_then(|x| Decimal::try_from(x).ok()),
-        });
-        if let Some(micros) = given.and_then(cost_to_micros) {
-            return (prompt, completion, Some(micros), Some("given"));
-        }
-        let computed = f.text(Slot::Model).and_then(|model| {
-            if prompt.is_none() && completion.is_none() {
-                return None;
-            }
-            self.config
-                .prices
-                .cost(&model, prompt.unwrap_or(0), completion.unwrap_or(0))
-        });
-        match computed.and_then(cost_to_micros) {
-            Some(micros) => (prompt, completion, Some(micros), Some("computed")),
-            None => (prompt, completion, None, None),
-        }
+        usage(&self.config, f)
     }
 
-    fn close_span(&self, name: &'static str, mut data: SpanData, counts: bool) {
-        let now = Utc::now();
-        let l = *self.limits();
-        let mut row = self.span_row(name, &data);
-        let f = &data.fields;
-        let (prompt, completion, cost, cost_source) = self.usage(f);
+    /// Closes a span inside a trace: only what must happen on the caller's thread happens
+    /// here (the trace's usage totals, whether the thread panics, the clock); mapping fields to
+    /// columns, sanitising and building the metadata JSON is [`finish_span`]'s, on the writer's
+    /// thread (or here, when privacy settings must see the finished row before it is queued).
+    fn close_span(&self, name: &'static str, data: SpanData, counts: bool) {
+        // The clock as read; converted to a date on the writer's thread.
+        let ended_at = std::time::SystemTime::now();
         if counts {
+            let (prompt, completion, cost, _) = self.usage(&data.fields);
             data.state.totals.add(prompt, completion, cost);
         }
-        row.ended_at = Some(now);
-        row.duration_ms = Some(millis_between(data.started_at, now));
-        let (status, error_type, error_message) = outcome(&data);
-        row.status = Some(status);
-        row.error_type = error_type.map(|s| clean_text(&s, l.label));
-        row.error_message = error_message.map(|s| clean_owned(s, l.error_message));
-        row.model = f.text(Slot::Model).map(|s| clean_text(&s, l.label));
-        row.prompt_tokens = prompt;
-        row.completion_tokens = completion;
-        row.cost_micros = cost;
-        row.cost_source = cost_source;
-        row.temperature = finite(f.f64(Slot::Temperature));
-        row.embedding_model = f
-            .text(Slot::EmbeddingModel)
-            .map(|s| clean_text(&s, l.label));
-        row.vector_count = count(f.i64(Slot::VectorCount));
-        row.vector_dimensions = count32(f.i32(Slot::VectorDimensions));
-        row.query_text = f.text(Slot::QueryText).map(|s| clean_owned(s, l.content));
-        row.result_count = count32(f.i32(Slot::ResultCount));
-        row.top_score = finite(f.f64(Slot::TopScore));
-        row.file_type = f.text(Slot::FileType).map(|s| clean_text(&s, l.label));
-        row.file_size_bytes = count(f.i64(Slot::FileSizeBytes));
-        row.page_count = count32(f.i32(Slot::PageCount));
-        row.chunk_count = count32(f.i32(Slot::ChunkCount));
-        row.chunk_strategy = f.text(Slot::ChunkStrategy).map(|s| clean_text(&s, l.label));
-        row.vectors_upserted = count(f.i64(Slot::VectorsUpserted));
-        row.collection_name = f
-            .text(Slot::CollectionName)
-            .map(|s| clean_text(&s, l.label));
-        row.input_preview = f
-            .text(Slot::InputPreview)
-            .map(|s| clean_owned(s, l.preview));
-        row.output_preview = f
-            .text(Slot::OutputPreview)
-            .map(|s| clean_owned(s, l.preview));
-        row.metadata = self.metadata(&mut data);
-        self.push(Record::Span(Box::new(row)));
+        let raw = RawSpan {
+            name,
+            id: data.id,
+            trace_id: data.trace_id,
+            parent: data.parent,
+            started_at: data.started_at,
+            ended_at,
+            fields: data.fields,
+            error: data.error,
+            events: data.events,
+            events_dropped: data.events_dropped,
+            panicking: std::thread::panicking(),
+        };
+        self.push(Record::Raw(Box::new(raw)));
     }
 
     fn close_root(&self, name: &'static str, mut data: SpanData, counts: bool) {
@@ -366,7 +309,8 @@ impl PostgresLayer {
             data.state.totals.add(prompt, completion, cost);
         }
         let mut row = self.trace_row(name, &data, Some(now));
-        let (status, error_type, error_message) = outcome(&data);
+        let (status, error_type, error_message) =
+            outcome(&data.error, &data.fields, std::thread::panicking());
         row.status = status;
         row.error_type = error_type.map(|s| clean_text(&s, l.label));
         row.error_message = error_message.map(|s| clean_owned(s, l.error_message));
@@ -537,6 +481,227 @@ impl PostgresLayer {
     }
 }
 
+/// A closed span inside a trace, as the layer queues it: its fields as captured, mapped to a
+/// row by [`finish_span`] on the writer's thread.
+#[derive(Debug)]
+pub(crate) struct RawSpan {
+    name: &'static str,
+    id: Uuid,
+    trace_id: Uuid,
+    parent: Option<Uuid>,
+    started_at: DateTime<Utc>,
+    ended_at: std::time::SystemTime,
+    fields: Fields,
+    error: Option<(String, Option<String>)>,
+    events: Vec<Value>,
+    events_dropped: u32,
+    /// Whether the span closed while its thread panicked (known only on that thread).
+    panicking: bool,
+}
+
+impl RawSpan {
+    /// Approximate heap bytes, for the queue's byte budget.
+    pub(crate) fn approx_bytes(&self) -> usize {
+        let error = self
+            .error
+            .as_ref()
+            .map_or(0, |(t, m)| t.len() + m.as_ref().map_or(0, String::len));
+        std::mem::size_of::<RawSpan>()
+            + self.fields.approx_bytes()
+            + error
+            + self.events.len() * 32
+            + self
+                .events
+                .iter()
+                .map(crate::record::json_bytes)
+                .sum::<usize>()
+    }
+}
+
+/// The span row of a closed span: fields mapped to columns, sanitised, the rest in metadata.
+pub(crate) fn finish_span(config: &LayerConfig, l: &TextLimits, mut raw: RawSpan) -> SpanRow {
+    let mut row = span_columns(config, l, &raw);
+    row.metadata = metadata(
+        l,
+        &mut raw.fields,
+        std::mem::take(&mut raw.events),
+        raw.events_dropped,
+    );
+    row
+}
+
+/// Encodes a closed span's row for binary `COPY` straight from what was captured: the same
+/// row as [`finish_span`], without building its metadata as a JSON value first.
+pub(crate) fn encode_raw_span(
+    enc: &mut CopyEncoder,
+    config: &LayerConfig,
+    l: &TextLimits,
+    raw: RawSpan,
+) {
+    let row = span_columns(config, l, &raw);
+    enc.begin_row::<SpanRow>();
+    row.encode_columns(enc);
+    enc.jsonb_with(|buf| write_metadata(buf, l, &raw.fields, &raw.events, raw.events_dropped));
+}
+
+/// The row of a closed span without its metadata (`Null`).
+fn span_columns(config: &LayerConfig, l: &TextLimits, raw: &RawSpan) -> SpanRow {
+    let f = &raw.fields;
+    let (started_at, ended_at) = (raw.started_at, DateTime::<Utc>::from(raw.ended_at));
+    let (prompt, completion, cost, cost_source) = usage(config, f);
+    let (status, error_type, error_message) = outcome(&raw.error, f, raw.panicking);
+    SpanRow {
+        id: raw.id,
+        trace_id: raw.trace_id,
+        parent_span_id: raw.parent,
+        name: clean_static(raw.name, l.label),
+        span_type: clean_cow(span_type(f).into_text(), l.label),
+        started_at,
+        ended_at: Some(ended_at),
+        duration_ms: Some(millis_between(started_at, ended_at)),
+        status: Some(status),
+        error_type: error_type.map(|s| clean_text(&s, l.label)),
+        error_message: error_message.map(|s| clean_owned(s, l.error_message)),
+        model: f.text(Slot::Model).map(|s| clean_text(&s, l.label)),
+        prompt_tokens: prompt,
+        completion_tokens: completion,
+        cost_micros: cost,
+        cost_source,
+        temperature: finite(f.f64(Slot::Temperature)),
+        embedding_model: f
+            .text(Slot::EmbeddingModel)
+            .map(|s| clean_text(&s, l.label)),
+        vector_count: count(f.i64(Slot::VectorCount)),
+        vector_dimensions: count32(f.i32(Slot::VectorDimensions)),
+        query_text: f.text(Slot::QueryText).map(|s| clean_owned(s, l.content)),
+        result_count: count32(f.i32(Slot::ResultCount)),
+        top_score: finite(f.f64(Slot::TopScore)),
+        file_type: f.text(Slot::FileType).map(|s| clean_text(&s, l.label)),
+        file_size_bytes: count(f.i64(Slot::FileSizeBytes)),
+        page_count: count32(f.i32(Slot::PageCount)),
+        chunk_count: count32(f.i32(Slot::ChunkCount)),
+        chunk_strategy: f.text(Slot::ChunkStrategy).map(|s| clean_text(&s, l.label)),
+        vectors_upserted: count(f.i64(Slot::VectorsUpserted)),
+        collection_name: f
+            .text(Slot::CollectionName)
+            .map(|s| clean_text(&s, l.label)),
+        input_preview: f
+            .text(Slot::InputPreview)
+            .map(|s| clean_owned(s, l.preview)),
+        output_preview: f
+            .text(Slot::OutputPreview)
+            .map(|s| clean_owned(s, l.preview)),
+        metadata: Value::Null,
+        start_sent: config.span_starts,
+    }
+}
+
+/// Tokens and cost (micro-dollars, with its source) a span's fields report.
+fn usage(
+    config: &LayerConfig,
+    f: &Fields,
+) -> (Option<i64>, Option<i64>, Option<i64>, Option<&'static str>) {
+    let prompt = count(f.i64(Slot::PromptTokens));
+    let completion = count(f.i64(Slot::CompletionTokens));
+    let given = f.get(Slot::CostUsd).and_then(|v| match v {
+        Val::S(s) => s.trim().parse::<Decimal>().ok(),
+        other => other.as_f64().and_then(|x| Decimal::try_from(x).ok()),
+    });
+    if let Some(micros) = given.and_then(cost_to_micros) {
+        return (prompt, completion, Some(micros), Some("given"));
+    }
+    let computed = f.text(Slot::Model).and_then(|model| {
+        if prompt.is_none() && completion.is_none() {
+            return None;
+        }
+        config
+            .prices
+            .cost(&model, prompt.unwrap_or(0), completion.unwrap_or(0))
+    });
+    match computed.and_then(cost_to_micros) {
+        Some(micros) => (prompt, completion, Some(micros), Some("computed")),
+        None => (prompt, completion, None, None),
+    }
+}
+
+/// A span's metadata: fields without a column, attached events, ids that were not UUIDs.
+fn metadata(l: &TextLimits, fields: &mut Fields, events: Vec<Value>, events_dropped: u32) -> Value {
+    let mut m = fields.take_extra_json(l);
+    for slot in [Slot::UserId, Slot::KbId] {
+        // An id that is not a UUID has no column to go to: keep it as given.
+        if let Some(v) = fields.get(slot).filter(|v| parse_uuid(v).is_none()) {
+            let key = if slot == Slot::UserId {
+                "user_id"
+            } else {
+                "kb_id"
+            };
+            m.insert(key.to_owned(), v.clone().into_clean_json(l.label));
+        }
+    }
+    if !events.is_empty() {
+        m.insert("events".to_owned(), Value::Array(events));
+    }
+    if events_dropped > 0 {
+        m.insert("events_dropped".to_owned(), Value::from(events_dropped));
+    }
+    // Keys, strings and depth are clean already: events were cleaned when attached.
+    Value::Object(m)
+}
+
+/// Writes the JSON text of a span's metadata: the same object as [`metadata`] builds (keys
+/// written later win, in `jsonb` as in a map), without building it.
+fn write_metadata(
+    buf: &mut Vec<u8>,
+    l: &TextLimits,
+    fields: &Fields,
+    events: &[Value],
+    events_dropped: u32,
+) {
+    fn key(buf: &mut Vec<u8>, first: &mut bool, k: &str) {
+        if !std::mem::take(first) {
+            buf.push(b',');
+        }
+        json_str(buf, k);
+        buf.push(b':');
+    }
+    fn json_str(buf: &mut Vec<u8>, s: &str) {
+        // Writing a string into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut *buf, s);
+    }
+    fn val(buf: &mut Vec<u8>, v: &Val, max_chars: usize) {
+        match v {
+            Val::S(s) => json_str(buf, &clean_borrowed(s, max_chars)),
+            Val::I(x) => buf.extend_from_slice(x.to_string().as_bytes()),
+            Val::U(x) => buf.extend_from_slice(x.to_string().as_bytes()),
+            Val::B(x) => buf.extend_from_slice(if *x { b"true" } else { b"false" }),
+            Val::F(_) => {
+                let _ = serde_json::to_writer(&mut *buf, &v.clone().into_json());
+            }
+        }
+    }
+    let mut first = true;
+    buf.push(b'{');
+    for (name, v) in &fields.extra {
+        key(buf, &mut first, &clean_static(name, l.label));
+        val(buf, v, l.content);
+    }
+    for (slot, name) in [(Slot::UserId, "user_id"), (Slot::KbId, "kb_id")] {
+        if let Some(v) = fields.get(slot).filter(|v| parse_uuid(v).is_none()) {
+            key(buf, &mut first, name);
+            val(buf, v, l.label);
+        }
+    }
+    if !events.is_empty() {
+        key(buf, &mut first, "events");
+        let _ = serde_json::to_writer(&mut *buf, events);
+    }
+    if events_dropped > 0 {
+        key(buf, &mut first, "events_dropped");
+        buf.extend_from_slice(events_dropped.to_string().as_bytes());
+    }
+    buf.push(b'}');
+}
+
 /// A document event's status from its text: the four stored values and their common synonyms;
 /// `None` for anything else.
 fn document_status(s: &str) -> Option<DocumentEventStatus> {
@@ -551,33 +716,35 @@ fn document_status(s: &str) -> Option<DocumentEventStatus> {
 }
 
 /// Status and error of a closing span; a span closed while its thread panics is an error.
-fn outcome(data: &SpanData) -> (Status, Option<String>, Option<String>) {
-    if let Some((ty, msg)) = &data.error {
+fn outcome(
+    error: &Option<(String, Option<String>)>,
+    fields: &Fields,
+    panicking: bool,
+) -> (Status, Option<String>, Option<String>) {
+    if let Some((ty, msg)) = error {
         return (Status::Error, Some(ty.clone()), msg.clone());
     }
-    if let Some(err) = data.fields.get(Slot::Error) {
-        let ty = data
-            .fields
+    if let Some(err) = fields.get(Slot::Error) {
+        let ty = fields
             .text(Slot::ErrorType)
             .unwrap_or_else(|| "error".to_owned());
-        let msg = data
-            .fields
+        let msg = fields
             .text(Slot::ErrorMessage)
             .or_else(|| Some(err.to_text()));
         return (Status::Error, Some(ty), msg);
     }
-    if data.fields.has(Slot::ErrorType) || data.fields.has(Slot::ErrorMessage) {
+    if fields.has(Slot::ErrorType) || fields.has(Slot::ErrorMessage) {
         return (
             Status::Error,
             Some(
-                data.fields
+                fields
                     .text(Slot::ErrorType)
                     .unwrap_or_else(|| "error".to_owned()),
             ),
-            data.fields.text(Slot::ErrorMessage),
+            fields.text(Slot::ErrorMessage),
         );
     }
-    if std::thread::panicking() {
+    if panicking {
         return (
             Status::Error,
             Some("panic".to_owned()),

@@ -9,8 +9,9 @@
 //! * The same layer is an [`ObservabilityProvider`]: explicit calls (`log_llm_call`,
 //!   `log_chat_message`, ...) for what a span does not fit, landing in the same traces
 //!   ([`TraceContext::current`]). [`Builder::build`] gives a provider alone.
-//! * Nothing waits on the database: every call builds a row and queues it. A background writer
-//!   (its own thread, runtime and connections) writes batches with binary `COPY`, retries while
+//! * Nothing waits on the database: every call captures what it was given and queues it. A
+//!   background writer (its own threads, runtimes and connections) maps records to rows, writes
+//!   batches with binary `COPY`, retries while
 //!   the database is away, and isolates rows the database refuses. The queue is bounded; what
 //!   does not fit is counted ([`Stats`]), never silently lost. The [`WriterGuard`] flushes on
 //!   drop.

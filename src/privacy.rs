@@ -87,7 +87,8 @@ fn drop_content(record: &mut Record) {
                 }
             }
         }
-        Record::Trace(_) | Record::Document(_) => {}
+        // Mapped to a span row before the settings are applied (`Handle::push`).
+        Record::Trace(_) | Record::Document(_) | Record::Raw(_) | Record::Llm(_) => {}
     }
 }
 
@@ -131,6 +132,8 @@ fn redact(record: &mut Record, r: &Redactor, limits: &TextLimits) {
             opt(TextKind::ErrorMessage, &mut d.error_message);
             json(&mut d.metadata, &text);
         }
+        // Mapped to a span row before the settings are applied (`Handle::push`).
+        Record::Raw(_) | Record::Llm(_) => {}
     }
 }
 

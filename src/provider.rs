@@ -1,13 +1,15 @@
 //! The explicit provider interface of the spec and its PostgreSQL implementation.
 //!
-//! Every method builds a row on the caller's thread and queues it: nothing waits on the
+//! Every method builds a row on the caller's thread and queues it (`log_llm_call` queues the
+//! call as given, mapped to its row on the writer's thread): nothing waits on the
 //! database, nothing returns an error, nothing panics. Invalid input is either stored sanitised
 //! or refused with a counted reason (see [`Stats::rejected`](crate::Stats::rejected)).
 
 use std::borrow::Cow;
 use std::sync::Arc;
+use std::time::SystemTime;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use serde_json::Value;
 use uuid::Uuid;
@@ -19,7 +21,7 @@ use crate::record::{
     DocumentMetrics, LlmMetrics, OperationType, Outcome, Record, Source, SpanMetrics, SpanRow,
     SpanType, Status, TraceRow, cost_to_micros, money_in_range,
 };
-use crate::sanitize::{clean_cow, clean_json, clean_opt, clean_owned, clean_text};
+use crate::sanitize::{TextLimits, clean_cow, clean_json, clean_opt, clean_owned, clean_text};
 use crate::values::{back_from, count, count32, finite, millis_between};
 
 /// The provider interface of the spec: seven fire-and-forget calls plus `name` and `enabled`.
@@ -496,33 +498,28 @@ impl ObservabilityProvider for PostgresProvider {
     }
 
     fn log_llm_call(&self, ctx: &TraceContext, call: LlmCall) -> SpanId {
+        // Only what must happen here does: the id, the clock, the trace's usage totals. The
+        // row is built on the writer's thread (`finish_llm`), or here when privacy settings
+        // must see it before it is queued.
         let id = SpanId::new();
-        let now = Utc::now();
-        let latency = finite(call.latency_ms).filter(|d| *d >= 0.0);
-        let open = OpenSpan {
-            name: call.name.map_or(Cow::Borrowed("llm_call"), |n| {
-                Cow::Owned(clean_owned(n, self.limits().label))
-            }),
-            span_type: SpanType::Llm,
-            parent_span_id: ctx.span_id.map(|s| s.as_uuid()),
-            started_at: back_from(now, latency),
-            metadata: self.metadata(call.metadata),
-            usage_below: false,
-        };
-        let mut row = span_row(ctx, id, open, self.limits().label);
-        let (status, error_type, error_message) = self.apply_outcome(call.outcome);
-        row.ended_at = Some(now);
-        row.duration_ms = latency.or(Some(0.0));
-        row.status = Some(status);
-        row.error_type = error_type;
-        row.error_message = error_message;
-        row.input_preview = clean_opt(call.input_preview, self.limits().preview);
-        row.output_preview = clean_opt(call.output_preview, self.limits().preview);
-        self.apply_metrics(ctx, &mut row, SpanMetrics::Llm(call.metrics), true);
-        if has_usage(&row) {
-            self.mark_usage_below(ctx, row.parent_span_id);
+        // The clock as read; converted to a date on the writer's thread.
+        let now = SystemTime::now();
+        let m = &call.metrics;
+        let (prompt, completion) = (count(m.prompt_tokens), count(m.completion_tokens));
+        let cost = m.cost_usd.and_then(cost_to_micros);
+        ctx.state.totals.add(prompt, completion, cost);
+        let parent = ctx.span_id.map(|s| s.as_uuid());
+        if prompt.is_some() || completion.is_some() || cost.is_some() {
+            self.mark_usage_below(ctx, parent);
         }
-        self.push(Record::Span(Box::new(row)));
+        let raw = RawLlmCall {
+            id: id.as_uuid(),
+            trace_id: ctx.trace_id.as_uuid(),
+            parent,
+            now,
+            call,
+        };
+        self.push(Record::Llm(Box::new(raw)));
         id
     }
 
@@ -638,6 +635,83 @@ fn span_row(ctx: &TraceContext, id: SpanId, open: OpenSpan, label: usize) -> Spa
         started_at: open.started_at,
         status: Some(Status::InProgress),
         metadata: open.metadata,
+        ..SpanRow::default()
+    }
+}
+
+/// A `log_llm_call` as queued: the call as given, mapped to its row by [`finish_llm`] on the
+/// writer's thread.
+#[derive(Debug)]
+pub(crate) struct RawLlmCall {
+    id: Uuid,
+    trace_id: Uuid,
+    parent: Option<Uuid>,
+    /// When the call was logged: the span's end.
+    now: SystemTime,
+    call: LlmCall,
+}
+
+impl RawLlmCall {
+    /// Approximate heap bytes, for the queue's byte budget.
+    pub(crate) fn approx_bytes(&self) -> usize {
+        fn s(x: &Option<String>) -> usize {
+            x.as_ref().map_or(0, String::len)
+        }
+        let c = &self.call;
+        std::mem::size_of::<RawLlmCall>()
+            + s(&c.name)
+            + s(&c.metrics.model)
+            + s(&c.input_preview)
+            + s(&c.output_preview)
+            + s(&c.outcome.error_type)
+            + s(&c.outcome.error_message)
+            + c.metadata.as_ref().map_or(0, crate::record::json_bytes)
+    }
+}
+
+/// The span row of a logged LLM call: sanitised, cut, metadata cleaned.
+pub(crate) fn finish_llm(l: &TextLimits, raw: RawLlmCall) -> SpanRow {
+    let RawLlmCall {
+        id,
+        trace_id,
+        parent,
+        now,
+        call,
+    } = raw;
+    let now = DateTime::<Utc>::from(now);
+    let latency = finite(call.latency_ms).filter(|d| *d >= 0.0);
+    let status = match call.outcome.status {
+        Status::InProgress => Status::Success,
+        s => s,
+    };
+    let m = call.metrics;
+    let cost_micros = m.cost_usd.and_then(cost_to_micros);
+    SpanRow {
+        id,
+        trace_id,
+        parent_span_id: parent,
+        name: call.name.map_or(Cow::Borrowed("llm_call"), |n| {
+            Cow::Owned(clean_owned(n, l.label))
+        }),
+        span_type: SpanType::Llm.into_text(),
+        started_at: back_from(now, latency),
+        ended_at: Some(now),
+        duration_ms: latency.or(Some(0.0)),
+        status: Some(status),
+        error_type: call.outcome.error_type.map(|s| clean_text(&s, l.label)),
+        error_message: clean_opt(call.outcome.error_message, l.error_message),
+        model: m.model.map(|s| clean_owned(s, l.label)),
+        prompt_tokens: count(m.prompt_tokens),
+        completion_tokens: count(m.completion_tokens),
+        cost_micros,
+        cost_source: cost_micros.map(|_| "given"),
+        temperature: finite(m.temperature),
+        input_preview: clean_opt(call.input_preview, l.preview),
+        output_preview: clean_opt(call.output_preview, l.preview),
+        metadata: match call.metadata {
+            None => Value::Object(serde_json::Map::new()),
+            Some(v) => merge_metadata(clean_json(v, l), None),
+        },
         ..SpanRow::default()
     }
 }

@@ -11,13 +11,22 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
 use crossbeam_channel::{Sender, TrySendError};
+use crossbeam_utils::CachePadded;
 
 use crate::record::{Queued, Record};
+
+/// Memory a queued record takes besides its own bytes: its slot in the channel and the
+/// allocator's headers and rounding of its few allocations. Counted so the byte cap bounds
+/// the memory the queue really holds.
+const PER_RECORD_OVERHEAD: usize = 96;
 
 /// Counters shared by every handle and the writer.
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
-    pub enqueued: AtomicU64,
+    /// Counted by the application's threads on every record: on cache lines of their own, so
+    /// the writer's updates of the other counters do not take them away from those threads.
+    pub enqueued: CachePadded<AtomicU64>,
+    pub queued_bytes: CachePadded<AtomicUsize>,
     pub written: AtomicU64,
     pub dropped_full: AtomicU64,
     pub dropped_closed: AtomicU64,
@@ -26,7 +35,6 @@ pub(crate) struct Counters {
     pub refused: AtomicU64,
     pub retries: AtomicU64,
     pub batches: AtomicU64,
-    pub queued_bytes: AtomicUsize,
     pub connected: AtomicBool,
     pub last_error: Mutex<Option<String>>,
     /// Why the last record was rejected; the writer logs it with the count.
@@ -113,6 +121,36 @@ pub(crate) struct Shared {
     pub counters: Counters,
     /// Set once a shutdown began: the writer stops retrying when this instant passes.
     pub shutdown_deadline: OnceLock<Instant>,
+    /// The layer's options and the text limits, set when a layer is built: the writer maps
+    /// the layer's raw spans to rows with them.
+    pub layer: OnceLock<(Arc<crate::layer::LayerConfig>, crate::sanitize::TextLimits)>,
+    /// The text limits, for the rows the writer maps.
+    pub limits: crate::sanitize::TextLimits,
+}
+
+impl Shared {
+    /// Maps a raw span of the layer or a raw LLM call to its row; other records pass
+    /// unchanged.
+    pub fn finish(&self, record: Record) -> Record {
+        match record {
+            Record::Raw(raw) => {
+                let row = match self.layer.get() {
+                    Some((config, limits)) => crate::layer::finish_span(config, limits, *raw),
+                    // Raw spans come only from a layer, which sets this first.
+                    None => crate::layer::finish_span(
+                        &crate::layer::LayerConfig::default(),
+                        &crate::sanitize::TextLimits::default(),
+                        *raw,
+                    ),
+                };
+                Record::Span(Box::new(row))
+            }
+            Record::Llm(raw) => {
+                Record::Span(Box::new(crate::provider::finish_llm(&self.limits, *raw)))
+            }
+            other => other,
+        }
+    }
 }
 
 /// The sending side of the queue, held by the layer, the provider and the guard.
@@ -138,7 +176,7 @@ impl Queue {
 
     /// Queues a record, or counts it as dropped. Never blocks, never fails.
     pub fn push(&self, record: Record) {
-        let bytes = record.approx_bytes();
+        let bytes = record.approx_bytes() + PER_RECORD_OVERHEAD;
         let before = self.counters().queued_bytes.fetch_add(bytes, Relaxed);
         if before.saturating_add(bytes) > self.max_bytes {
             self.counters().queued_bytes.fetch_sub(bytes, Relaxed);

@@ -1,6 +1,7 @@
 //! The typed inputs of the provider (enums and metric sets) and the row each table receives.
 //!
-//! The application's threads build these rows; the writer thread only encodes them. A row's
+//! The application's threads build these rows, except for the layer's closed spans and
+//! `log_llm_call`s, which are queued raw and mapped on the writer's thread. A row's
 //! `status` says what it is: `in_progress` rows are starts (visible while the work runs), any
 //! other status is the finished row, which replaces the start.
 
@@ -562,6 +563,12 @@ pub(crate) enum Record {
     Span(Box<SpanRow>),
     Chat(Box<ChatMessageRow>),
     Document(Box<DocumentEventRow>),
+    /// A closed span of the layer, not yet mapped to its row: the writer maps it (see
+    /// [`finish_span`](crate::layer::finish_span)), so the caller's thread does not.
+    Raw(Box<crate::layer::RawSpan>),
+    /// A `log_llm_call` not yet mapped to its row: the writer maps it (see
+    /// [`finish_llm`](crate::provider::finish_llm)).
+    Llm(Box<crate::provider::RawLlmCall>),
 }
 
 impl Record {
@@ -570,34 +577,7 @@ impl Record {
         fn s(x: &Option<String>) -> usize {
             x.as_ref().map_or(0, String::len)
         }
-        // JSON: its strings and keys, and a node's overhead for every value (depth is bounded
-        // by the sanitiser, so the walk is short for the JSON records carry).
-        fn j(v: &Value) -> usize {
-            // A value's own bytes; containers go on the stack. Most records carry a flat object
-            // or nothing, so the stack rarely allocates.
-            fn one<'a>(v: &'a Value, stack: &mut Vec<&'a Value>) -> usize {
-                match v {
-                    Value::Array(_) | Value::Object(_) => {
-                        stack.push(v);
-                        32
-                    }
-                    Value::String(s) => 32 + s.len(),
-                    _ => 32,
-                }
-            }
-            let mut stack = Vec::new();
-            let mut bytes = one(v, &mut stack);
-            while let Some(v) = stack.pop() {
-                match v {
-                    Value::Array(a) => a.iter().for_each(|v| bytes += one(v, &mut stack)),
-                    Value::Object(m) => m
-                        .iter()
-                        .for_each(|(k, v)| bytes += k.len() + one(v, &mut stack)),
-                    _ => {}
-                }
-            }
-            bytes
-        }
+        let j = json_bytes;
         match self {
             Record::Trace(r) => {
                 std::mem::size_of::<TraceRow>()
@@ -632,6 +612,8 @@ impl Record {
                     + j(&r.sources)
                     + j(&r.citations)
             }
+            Record::Raw(r) => r.approx_bytes(),
+            Record::Llm(r) => r.approx_bytes(),
             Record::Document(r) => {
                 std::mem::size_of::<DocumentEventRow>()
                     + r.event_type.len()
@@ -644,4 +626,34 @@ impl Record {
             }
         }
     }
+}
+
+/// Approximate heap bytes of a JSON value: its strings and keys, and a node's overhead for
+/// every value (depth is bounded by the sanitiser, so the walk is short for the JSON records
+/// carry).
+pub(crate) fn json_bytes(v: &Value) -> usize {
+    // A value's own bytes; containers go on the stack. Most records carry a flat object or
+    // nothing, so the stack rarely allocates.
+    fn one<'a>(v: &'a Value, stack: &mut Vec<&'a Value>) -> usize {
+        match v {
+            Value::Array(_) | Value::Object(_) => {
+                stack.push(v);
+                32
+            }
+            Value::String(s) => 32 + s.len(),
+            _ => 32,
+        }
+    }
+    let mut stack = Vec::new();
+    let mut bytes = one(v, &mut stack);
+    while let Some(v) = stack.pop() {
+        match v {
+            Value::Array(a) => a.iter().for_each(|v| bytes += one(v, &mut stack)),
+            Value::Object(m) => m
+                .iter()
+                .for_each(|(k, v)| bytes += k.len() + one(v, &mut stack)),
+            _ => {}
+        }
+    }
+    bytes
 }

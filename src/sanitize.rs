@@ -8,7 +8,7 @@ use std::borrow::Cow;
 
 use serde_json::Value;
 
-/// Limits applied to text before it is queued. Counts are in characters (Unicode scalar values).
+/// Limits applied to text before it is stored. Counts are in characters (Unicode scalar values).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TextLimits {
     /// Longest error message kept (spec: 1,000).
@@ -53,6 +53,15 @@ pub fn clean_text(s: &str, max_chars: usize) -> String {
         out.push(c);
     }
     out
+}
+
+/// Cleans borrowed text: no copy when it is short and has no NUL.
+pub fn clean_borrowed(s: &str, max_chars: usize) -> Cow<'_, str> {
+    if s.len() <= max_chars && !s.as_bytes().contains(&0) {
+        Cow::Borrowed(s)
+    } else {
+        Cow::Owned(clean_text(s, max_chars))
+    }
 }
 
 /// Cleans an owned string in place when possible: no copy when it is short and has no NUL.

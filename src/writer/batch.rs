@@ -5,6 +5,8 @@ use std::collections::HashMap;
 
 use uuid::Uuid;
 
+use super::copy::CopyEncoder;
+use crate::queue::Shared;
 use crate::record::{ChatMessageRow, DocumentEventRow, Record, SpanRow, TraceRow};
 
 /// One row of a batch.
@@ -15,8 +17,9 @@ pub(crate) struct Entry<T> {
     pub row: Box<T>,
     /// Records this row stands for: 2 when a start and its end were merged.
     pub records: u32,
-    /// `true` when no earlier batch can have stored a row with this key, so a plain `COPY` into
-    /// the table is safe; `false` for an end whose start went out in an earlier batch.
+    /// `true` when no other batch can have stored a row with this key, so a plain `COPY` into
+    /// the table is safe; `false` for an end whose start went out in an earlier batch, and for
+    /// a start (its end may be written first, by a batch on another connection).
     pub fresh: bool,
 }
 
@@ -37,6 +40,9 @@ pub(crate) struct Batch {
     pub spans: Vec<Entry<SpanRow>>,
     pub chats: Vec<Entry<ChatMessageRow>>,
     pub docs: Vec<Entry<DocumentEventRow>>,
+    /// Span rows encoded for binary `COPY` as they came: the layer's closed spans, which are
+    /// fresh (never a start, never merged) unless every span's start is written.
+    pub encoded_spans: Encoded,
     /// Where each trace or span row of this batch sits, so its end can replace its start.
     trace_rows: HashMap<Uuid, usize>,
     span_rows: HashMap<Uuid, usize>,
@@ -52,14 +58,32 @@ impl Batch {
         Self {
             spans: Vec::with_capacity(rows),
             span_rows: HashMap::with_capacity(rows),
+            encoded_spans: Encoded::with_capacity(rows),
             ..Self::default()
         }
     }
 
-    /// Adds a record taken from the queue.
-    pub fn push(&mut self, record: Record, bytes: usize) {
+    /// Adds a record taken from the queue; a raw span of the layer is encoded at once with
+    /// `shared`'s layer options (or mapped to its row, when its start went out on its own).
+    pub fn push(&mut self, record: Record, bytes: usize, shared: &Shared) {
         self.records += 1;
         self.bytes += bytes;
+        match (record, shared.layer.get()) {
+            (Record::Raw(raw), Some((config, limits))) if !config.span_starts => {
+                self.encoded_spans.push(|enc| {
+                    crate::layer::encode_raw_span(enc, config, limits, *raw);
+                });
+            }
+            (Record::Llm(raw), _) => {
+                let row = crate::provider::finish_llm(&shared.limits, *raw);
+                self.encoded_spans.push(|enc| enc.row(&row));
+            }
+            (record @ Record::Raw(_), _) => self.push_row(shared.finish(record)),
+            (row, _) => self.push_row(row),
+        }
+    }
+
+    fn push_row(&mut self, record: Record) {
         match record {
             Record::Trace(row) => merge(&mut self.traces, &mut self.trace_rows, row, |r| {
                 (r.id, r.is_start(), r.start_sent)
@@ -69,12 +93,30 @@ impl Batch {
             }),
             Record::Chat(row) => self.chats.push(Entry::new(row, true)),
             Record::Document(row) => self.docs.push(Entry::new(row, true)),
+            // Mapped by `push` before they get here.
+            Record::Raw(raw) => {
+                let row = crate::layer::finish_span(
+                    &crate::layer::LayerConfig::default(),
+                    &crate::sanitize::TextLimits::default(),
+                    *raw,
+                );
+                self.push_row(Record::Span(Box::new(row)));
+            }
+            Record::Llm(raw) => {
+                let row =
+                    crate::provider::finish_llm(&crate::sanitize::TextLimits::default(), *raw);
+                self.push_row(Record::Span(Box::new(row)));
+            }
         }
     }
 
     /// Rows in the batch (after merging).
     pub fn rows(&self) -> usize {
-        self.traces.len() + self.spans.len() + self.chats.len() + self.docs.len()
+        self.traces.len()
+            + self.spans.len()
+            + self.encoded_spans.rows()
+            + self.chats.len()
+            + self.docs.len()
     }
 
     /// Records the rows stand for.
@@ -82,7 +124,11 @@ impl Batch {
         fn sum<T>(v: &[Entry<T>]) -> u64 {
             v.iter().map(|e| u64::from(e.records)).sum()
         }
-        sum(&self.traces) + sum(&self.spans) + sum(&self.chats) + sum(&self.docs)
+        sum(&self.traces)
+            + sum(&self.spans)
+            + self.encoded_spans.rows() as u64
+            + sum(&self.chats)
+            + sum(&self.docs)
     }
 
     /// Splits the rows into two batches of about half the rows each, to find a row the database
@@ -97,6 +143,8 @@ impl Batch {
         }
         take(&mut self.traces, &mut left.traces, &mut want);
         take(&mut self.spans, &mut left.spans, &mut want);
+        left.encoded_spans = self.encoded_spans.split_first(want);
+        want -= left.encoded_spans.rows();
         take(&mut self.chats, &mut left.chats, &mut want);
         take(&mut self.docs, &mut left.docs, &mut want);
         left.records = left.record_count();
@@ -118,19 +166,75 @@ fn merge<T>(
 ) {
     let (id, is_start, start_sent) = key(&row);
     match index.get(&id).map(|&i| (i, key(&rows[i].row).1)) {
-        // The start is here: the end takes its place.
+        // The start is here: the end takes its place, and no other batch holds this key.
         Some((i, true)) if !is_start => {
             let entry = &mut rows[i];
             entry.row = row;
             entry.records += 1;
+            entry.fresh = true;
         }
         // A repeated start, or an end after an end: nothing to add.
         Some((i, _)) => rows[i].records += 1,
         None => {
             index.insert(id, rows.len());
-            // An end whose start went out in an earlier batch may meet the stored start.
-            let fresh = is_start || !start_sent;
+            // An end whose start went out in an earlier batch may meet the stored start; a
+            // start may meet its end, written by a batch on another connection that committed
+            // first. Both go through the upsert, which settles either order.
+            let fresh = !is_start && !start_sent;
             rows.push(Entry::new(row, fresh));
         }
+    }
+}
+
+/// Rows encoded for binary `COPY` (without the stream's header and trailer), and where each
+/// starts, so a batch can still be split row by row.
+#[derive(Debug, Default)]
+pub(crate) struct Encoded {
+    bytes: Vec<u8>,
+    starts: Vec<usize>,
+}
+
+impl Encoded {
+    /// Room for `rows` rows of a typical span (about 256 bytes) without growing.
+    pub fn with_capacity(rows: usize) -> Self {
+        Self {
+            bytes: Vec::with_capacity(rows.saturating_mul(256)),
+            starts: Vec::with_capacity(rows),
+        }
+    }
+
+    /// Appends one row, written by `encode`.
+    pub fn push(&mut self, encode: impl FnOnce(&mut CopyEncoder)) {
+        let mut enc = CopyEncoder::bare_from(std::mem::take(&mut self.bytes));
+        self.starts.push(enc.len());
+        encode(&mut enc);
+        self.bytes = enc.into_bytes();
+    }
+
+    /// Rows held.
+    pub fn rows(&self) -> usize {
+        self.starts.len()
+    }
+
+    /// The rows' bytes.
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// Takes the first `n` rows (or all there are) out of these.
+    pub fn split_first(&mut self, n: usize) -> Encoded {
+        if n >= self.starts.len() {
+            return std::mem::take(self);
+        }
+        let cut = self.starts[n];
+        let rest = self.bytes.split_off(cut);
+        let first = Encoded {
+            bytes: std::mem::replace(&mut self.bytes, rest),
+            starts: self.starts.drain(..n).collect(),
+        };
+        for s in &mut self.starts {
+            *s -= cut;
+        }
+        first
     }
 }

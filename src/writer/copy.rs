@@ -36,11 +36,32 @@ impl CopyEncoder {
         Self { buf }
     }
 
+    /// An encoder of rows without the stream's header, appending to `buf`; its rows are sent
+    /// after a stream's header later.
+    pub fn bare_from(buf: Vec<u8>) -> Self {
+        Self { buf }
+    }
+
     /// Appends one row.
     pub fn row<R: CopyRow>(&mut self, row: &R) {
+        self.begin_row::<R>();
+        row.encode(self);
+    }
+
+    /// Starts a row of `R` (its field count); the caller writes its fields.
+    pub fn begin_row<R: CopyRow>(&mut self) {
         self.buf
             .extend_from_slice(&(R::COLUMNS.len() as i16).to_be_bytes());
-        row.encode(self);
+    }
+
+    /// The bytes written so far.
+    pub fn len(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// The bytes, without a trailer (of a [`bare_from`](Self::bare_from) encoder).
+    pub fn into_bytes(self) -> Vec<u8> {
+        self.buf
     }
 
     /// Writes the trailer and returns the bytes.
@@ -139,6 +160,22 @@ impl CopyEncoder {
             self.buf.truncate(start + 5);
             self.buf.extend_from_slice(default.as_bytes());
         }
+        let len = self.buf.len() - start - 4;
+        match i32::try_from(len) {
+            Ok(len) => self.buf[start..start + 4].copy_from_slice(&len.to_be_bytes()),
+            Err(_) => {
+                self.buf.truncate(start);
+                self.null();
+            }
+        }
+    }
+
+    /// A `jsonb` value whose JSON text `write` appends (it must write valid JSON).
+    pub fn jsonb_with(&mut self, write: impl FnOnce(&mut Vec<u8>)) {
+        let start = self.buf.len();
+        self.buf.extend_from_slice(&0i32.to_be_bytes()); // length, patched below
+        self.buf.push(1);
+        write(&mut self.buf);
         let len = self.buf.len() - start - 4;
         match i32::try_from(len) {
             Ok(len) => self.buf[start..start + 4].copy_from_slice(&len.to_be_bytes()),

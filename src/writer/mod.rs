@@ -12,9 +12,9 @@ mod sink;
 pub(crate) mod tables;
 mod upkeep;
 
-use std::cell::{Cell, RefCell};
-use std::sync::Arc;
+use std::cell::Cell;
 use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -44,13 +44,35 @@ pub(crate) fn mark_writer_thread() {
     ON_WRITER.with(|f| f.set(true));
 }
 
+/// A batch is split across connections only when each part gets at least this many rows.
+const MIN_ROWS_PER_CONNECTION: usize = 1_500;
+
+/// How much lower than the application's threads the writer's run (Linux `nice` steps).
+const WRITER_NICE: i32 = 10;
+
+/// Lowers the current thread's scheduling priority: on a busy machine the writer's work waits
+/// for the application's threads rather than taking their cores (the queue buffers meanwhile).
+/// Best effort: where it is not supported or not allowed, nothing changes.
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: `gettid` and `setpriority` take plain integers and touch no memory of ours; on
+    // Linux, `PRIO_PROCESS` with a thread id sets that one thread's nice value.
+    unsafe {
+        let tid = libc::gettid();
+        let now = libc::getpriority(libc::PRIO_PROCESS, tid as libc::id_t);
+        let _ = libc::setpriority(
+            libc::PRIO_PROCESS,
+            tid as libc::id_t,
+            now.saturating_add(WRITER_NICE).min(19),
+        );
+    }
+}
+
 /// First pause after a transient failure; doubled each time up to [`MAX_BACKOFF`].
 const INITIAL_BACKOFF: Duration = Duration::from_millis(50);
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
 /// At most one warning of each kind per this period.
 const WARN_EVERY: Duration = Duration::from_secs(10);
-/// A batch is split across connections only when each part gets at least this many rows.
-const MIN_ROWS_PER_CONNECTION: usize = 2_000;
 
 /// What the writer needs to run.
 #[derive(Debug)]
@@ -86,6 +108,116 @@ pub(crate) fn spawn(
         .spawn(move || {
             let _stop_upkeep_with_the_writer = upkeep_stop;
             mark_writer_thread();
+            lower_priority();
+            // No statement logging, and no NOTICEs (such as "relation already exists") that
+            // sqlx would log into the application's subscriber.
+            let connect = config
+                .connect
+                .clone()
+                .disable_statement_logging()
+                .options([("client_min_messages", "warning")]);
+            let warnings = Arc::new(Mutex::new(Warnings::default()));
+            let in_flight = Arc::new(InFlight::default());
+            // One thread per connection, each with its own runtime, taking whole batches from
+            // `work`: while they write, this thread goes on collecting the next batch.
+            let (work, batches) = crossbeam_channel::bounded::<Batch>(0);
+            let mut links = Vec::new();
+            for i in 0..config.connections.max(1) {
+                let link = spawn_link(
+                    i,
+                    Link::new(connect.clone()),
+                    batches.clone(),
+                    Arc::clone(&shared),
+                    Arc::clone(&warnings),
+                    Arc::clone(&in_flight),
+                );
+                match link {
+                    Ok(handle) => links.push(handle),
+                    Err(e) => {
+                        tracing::error!(error = %e, "tracing-postgres: cannot start a writer connection thread");
+                    }
+                }
+            }
+            drop(batches);
+            if links.is_empty() {
+                tracing::error!("tracing-postgres: no writer connection thread; records will be counted as dropped");
+                return;
+            }
+            let mut writer = Writer {
+                work: Some(work),
+                in_flight,
+                shared,
+                batch: Batch::with_capacity(config.batch_size.max(1)),
+                batch_size: config.batch_size.max(1),
+                connections: links.len(),
+                flush_interval: config.flush_interval,
+                warnings,
+            };
+            writer.run(&records, control);
+            // Every batch handed over is written (or given up at the deadline) before the
+            // connection threads stop.
+            writer.wait_idle();
+            writer.work = None;
+            for link in links {
+                let _ = link.join();
+            }
+            writer.give_up_queued(&records);
+            if let Ok(mut w) = writer.warnings.lock() {
+                w.report_now(&writer.shared);
+            }
+        })
+}
+
+/// Batches handed to the connection threads and not yet written.
+#[derive(Debug, Default)]
+struct InFlight {
+    count: Mutex<usize>,
+    idle: Condvar,
+}
+
+impl InFlight {
+    fn add(&self) {
+        if let Ok(mut n) = self.count.lock() {
+            *n += 1;
+        }
+    }
+
+    fn done(&self) {
+        if let Ok(mut n) = self.count.lock() {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.idle.notify_all();
+            }
+        }
+    }
+
+    /// Waits until every batch handed over is written.
+    fn wait_idle(&self) {
+        let Ok(mut n) = self.count.lock() else { return };
+        while *n > 0 {
+            match self.idle.wait(n) {
+                Ok(g) => n = g,
+                Err(_) => return,
+            }
+        }
+    }
+}
+
+/// Starts the thread of one connection: it writes the batches it takes from `batches` until
+/// the writer drops the sending side.
+fn spawn_link(
+    i: u32,
+    mut link: Link,
+    batches: Receiver<Batch>,
+    shared: Arc<Shared>,
+    warnings: Arc<Mutex<Warnings>>,
+    in_flight: Arc<InFlight>,
+) -> std::io::Result<JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name(format!("tracing-postgres-conn-{i}"))
+        .spawn(move || {
+            mark_writer_thread();
+            lower_priority();
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .on_thread_start(mark_writer_thread)
@@ -94,32 +226,25 @@ pub(crate) fn spawn(
             let runtime = match runtime {
                 Ok(rt) => rt,
                 Err(e) => {
-                    tracing::error!(error = %e, "tracing-postgres: cannot start the writer's runtime; records will be counted as dropped");
+                    tracing::error!(error = %e, "tracing-postgres: cannot start a writer connection's runtime");
+                    // Keep accounting exact: what this thread takes is counted as unwritten.
+                    for batch in batches.iter() {
+                        let counters = &shared.counters;
+                        counters
+                            .dropped_unwritten
+                            .fetch_add(batch.record_count(), Relaxed);
+                        counters.queued_bytes.fetch_sub(batch.bytes, Relaxed);
+                        in_flight.done();
+                    }
                     return;
                 }
             };
-            // No statement logging, and no NOTICEs (such as "relation already exists") that
-            // sqlx would log into the application's subscriber.
-            let connect = config
-                .connect
-                .clone()
-                .disable_statement_logging()
-                .options([("client_min_messages", "warning")]);
-            let links = (0..config.connections.max(1))
-                .map(|_| Link::new(connect.clone()))
-                .collect();
-            let mut writer = Writer {
-                runtime,
-                links,
-                shared,
-                batch: Batch::with_capacity(config.batch_size.max(1)),
-                batch_size: config.batch_size.max(1),
-                flush_interval: config.flush_interval,
-                warnings: RefCell::default(),
-            };
-            writer.run(&records, control);
-            writer.give_up_queued(&records);
-            writer.warnings.borrow_mut().report_now(&writer.shared);
+            for batch in batches.iter() {
+                let bytes = batch.bytes;
+                runtime.block_on(write(&mut link, &shared, &warnings, batch));
+                shared.counters.queued_bytes.fetch_sub(bytes, Relaxed);
+                in_flight.done();
+            }
         })
 }
 
@@ -202,14 +327,17 @@ impl Warnings {
 }
 
 struct Writer {
-    runtime: tokio::runtime::Runtime,
-    /// One per connection; a large batch is split across them and written concurrently.
-    links: Vec<Link>,
+    /// Whole batches to the connection threads (a rendezvous: handing over waits for a free
+    /// connection, so at most one batch per connection is in flight and one being collected).
+    work: Option<Sender<Batch>>,
+    in_flight: Arc<InFlight>,
     shared: Arc<Shared>,
     batch: Batch,
     batch_size: usize,
+    /// Connection threads running.
+    connections: usize,
     flush_interval: Duration,
-    warnings: RefCell<Warnings>,
+    warnings: Arc<Mutex<Warnings>>,
 }
 
 impl Writer {
@@ -232,10 +360,12 @@ impl Writer {
                 recv(control) -> c => match c {
                     Ok(Control::Flush(done)) => {
                         self.take_all(records);
+                        self.wait_idle();
                         let _ = done.send(());
                     }
                     Ok(Control::Shutdown(done)) => {
                         self.take_all(records);
+                        self.wait_idle();
                         let _ = done.send(());
                         return;
                     }
@@ -248,14 +378,16 @@ impl Writer {
             let now = Instant::now();
             if self.batch.rows() >= self.batch_size || now >= due {
                 self.flush();
-                self.warnings.borrow_mut().report(&self.shared);
+                if let Ok(mut w) = self.warnings.lock() {
+                    w.report(&self.shared);
+                }
                 due = Instant::now() + self.flush_interval;
             }
         }
     }
 
     fn take(&mut self, (record, bytes): Queued) {
-        self.batch.push(record, bytes);
+        self.batch.push(record, bytes, &self.shared);
     }
 
     /// Takes what is already queued, up to a full batch, without waiting.
@@ -298,14 +430,17 @@ impl Writer {
         }
     }
 
+    /// Hands the batch to the first free connection thread (waiting for one when all are
+    /// busy: the queue buffers meanwhile).
     fn flush(&mut self) {
         if self.batch.records == 0 {
             return;
         }
         let batch = std::mem::replace(&mut self.batch, Batch::with_capacity(self.batch_size));
-        let bytes = batch.bytes;
-        // Split only batches big enough for a second connection to pay for its transaction.
-        let parts = (batch.rows() / MIN_ROWS_PER_CONNECTION).clamp(1, self.links.len());
+        let Some(work) = &self.work else { return };
+        // A batch big enough is split across the connections, written side by side: its rows
+        // are visible sooner.
+        let parts = (batch.rows() / MIN_ROWS_PER_CONNECTION).clamp(1, self.connections);
         let mut batches = vec![batch];
         while batches.len() < parts {
             // Halve the largest part until there are enough.
@@ -314,21 +449,30 @@ impl Writer {
             let (a, b) = largest.split();
             batches.extend([a, b]);
         }
-        let (shared, warnings) = (&*self.shared, &self.warnings);
-        let writes = self
-            .links
-            .iter_mut()
-            .zip(batches)
-            .map(|(link, batch)| write(link, shared, warnings, batch));
-        self.runtime
-            .block_on(futures_util::future::join_all(writes));
-        self.shared.counters.queued_bytes.fetch_sub(bytes, Relaxed);
+        for batch in batches {
+            self.in_flight.add();
+            if let Err(crossbeam_channel::SendError(batch)) = work.send(batch) {
+                // Every connection thread is gone (they only stop when `work` is dropped, or
+                // when they could not start): the batch cannot be written.
+                let counters = &self.shared.counters;
+                counters
+                    .dropped_unwritten
+                    .fetch_add(batch.record_count(), Relaxed);
+                counters.queued_bytes.fetch_sub(batch.bytes, Relaxed);
+                self.in_flight.done();
+            }
+        }
+    }
+
+    /// Waits until every batch handed over is written.
+    fn wait_idle(&self) {
+        self.in_flight.wait_idle();
     }
 }
 
 /// Writes a batch: retries transient failures with backoff (keeping the rows), and when the
 /// database refuses data, splits the batch until the refused rows stand alone.
-async fn write(link: &mut Link, shared: &Shared, warnings: &RefCell<Warnings>, batch: Batch) {
+async fn write(link: &mut Link, shared: &Shared, warnings: &Mutex<Warnings>, batch: Batch) {
     let counters = &shared.counters;
     let mut work = vec![(batch, Mode::Fast)];
     let mut backoff = INITIAL_BACKOFF;
@@ -356,7 +500,9 @@ async fn write(link: &mut Link, shared: &Shared, warnings: &RefCell<Warnings>, b
             Failure::Transient => {
                 counters.connected.store(false, Relaxed);
                 counters.retries.fetch_add(1, Relaxed);
-                warnings.borrow_mut().report(shared);
+                if let Ok(mut w) = warnings.lock() {
+                    w.report(shared);
+                }
                 if deadline.is_some_and(|d| Instant::now() >= d) {
                     let lost: u64 = batch.record_count()
                         + work.iter().map(|(b, _)| b.record_count()).sum::<u64>();
@@ -373,7 +519,9 @@ async fn write(link: &mut Link, shared: &Shared, warnings: &RefCell<Warnings>, b
             }
             Failure::Refused if batch.rows() <= 1 => {
                 counters.refused.fetch_add(batch.record_count(), Relaxed);
-                warnings.borrow_mut().report(shared);
+                if let Ok(mut w) = warnings.lock() {
+                    w.report(shared);
+                }
             }
             // A fresh row may meet a row stored by a concurrent batch: retry the whole batch
             // through the upsert before searching for a refused row.

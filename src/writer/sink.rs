@@ -2,6 +2,7 @@
 //! table and an upsert for rows that may meet a stored row, and the classification of errors
 //! into "try again later" and "this data is refused".
 
+use std::borrow::Cow;
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgConnection};
@@ -120,25 +121,32 @@ async fn write_batch(
     mode: Mode,
 ) -> Result<(), sqlx::Error> {
     let mut tx = conn.begin().await?;
-    write_table(&mut tx, &batch.traces, mode).await?;
-    write_table(&mut tx, &batch.spans, mode).await?;
-    write_table(&mut tx, &batch.chats, mode).await?;
-    write_table(&mut tx, &batch.docs, mode).await?;
+    write_table(&mut tx, &batch.traces, &[], mode).await?;
+    write_table(&mut tx, &batch.spans, batch.encoded_spans.bytes(), mode).await?;
+    write_table(&mut tx, &batch.chats, &[], mode).await?;
+    write_table(&mut tx, &batch.docs, &[], mode).await?;
     tx.commit().await
 }
 
+/// Writes a table's rows: `entries`, and `encoded` rows (fresh, already encoded).
 async fn write_table<T: Table>(
     conn: &mut PgConnection,
     entries: &[Entry<T>],
+    encoded: &[u8],
     mode: Mode,
 ) -> Result<(), sqlx::Error> {
-    if entries.is_empty() {
+    if entries.is_empty() && encoded.is_empty() {
         return Ok(());
     }
     let fast = mode == Mode::Fast;
     let direct = entries.iter().filter(|e| fast && e.fresh);
     let staged = entries.iter().filter(|e| !(fast && e.fresh));
-    if let Some(bytes) = encode(direct) {
+    let (direct_encoded, staged_encoded) = if fast {
+        (encoded, &[][..])
+    } else {
+        (&[][..], encoded)
+    };
+    if let Some(bytes) = encode(direct, direct_encoded) {
         copy(
             conn,
             &copy_sql::<T>(&format!("observability.{}", T::NAME)),
@@ -146,7 +154,7 @@ async fn write_table<T: Table>(
         )
         .await?;
     }
-    if let Some(bytes) = encode(staged) {
+    if let Some(bytes) = encode(staged, staged_encoded) {
         sqlx::query(AssertSqlSafe(create_stage_sql::<T>()))
             .execute(&mut *conn)
             .await?;
@@ -158,21 +166,36 @@ async fn write_table<T: Table>(
     Ok(())
 }
 
-/// Encodes the rows, or `None` when there is none.
-fn encode<'a, T: Table + 'a>(rows: impl Iterator<Item = &'a Entry<T>>) -> Option<Vec<u8>> {
+/// A binary `COPY` stream in parts: the header and `rows` encoded here, then rows already
+/// encoded, then the trailer; or `None` when there is no row.
+fn encode<'a, T: Table + 'a>(
+    rows: impl Iterator<Item = &'a Entry<T>>,
+    encoded: &'a [u8],
+) -> Option<[Cow<'a, [u8]>; 3]> {
     let mut enc = CopyEncoder::new();
-    let mut any = false;
+    let mut any = !encoded.is_empty();
     for e in rows {
         enc.row(&*e.row);
         any = true;
     }
-    any.then(|| enc.finish())
+    let head = enc.into_bytes();
+    any.then(|| {
+        [
+            Cow::Owned(head),
+            Cow::Borrowed(encoded),
+            Cow::Borrowed(&TRAILER[..]),
+        ]
+    })
 }
 
-async fn copy(conn: &mut PgConnection, sql: &str, bytes: Vec<u8>) -> Result<(), sqlx::Error> {
+async fn copy(
+    conn: &mut PgConnection,
+    sql: &str,
+    parts: [Cow<'_, [u8]>; 3],
+) -> Result<(), sqlx::Error> {
     let mut copy = conn.copy_in_raw(sql).await?;
     // Send in pieces so the server starts on the first rows while later ones are in flight.
-    for chunk in bytes.chunks(256 * 1024) {
+    for chunk in parts.iter().flat_map(|p| p.chunks(CHUNK)) {
         if let Err(e) = copy.send(chunk).await {
             // Leave the connection usable: abort the COPY; its own error adds nothing.
             let _ = copy.abort("tracing-postgres: send failed").await;
@@ -181,3 +204,9 @@ async fn copy(conn: &mut PgConnection, sql: &str, bytes: Vec<u8>) -> Result<(), 
     }
     copy.finish().await.map(|_| ())
 }
+
+/// The end of a binary `COPY` stream: a field count of -1.
+const TRAILER: [u8; 2] = (-1i16).to_be_bytes();
+
+/// Bytes per `CopyData` message.
+const CHUNK: usize = 256 * 1024;

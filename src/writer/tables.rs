@@ -161,6 +161,14 @@ impl CopyRow for SpanRow {
     ];
 
     fn encode(&self, e: &mut CopyEncoder) {
+        self.encode_columns(e);
+        e.jsonb(&self.metadata, "{}");
+    }
+}
+
+impl SpanRow {
+    /// Every column but the last, `metadata`.
+    pub(crate) fn encode_columns(&self, e: &mut CopyEncoder) {
         e.uuid(self.id);
         e.uuid(self.trace_id);
         e.opt_uuid(self.parent_span_id);
@@ -193,7 +201,6 @@ impl CopyRow for SpanRow {
         e.opt_text(self.collection_name.as_deref());
         e.opt_text(self.input_preview.as_deref());
         e.opt_text(self.output_preview.as_deref());
-        e.jsonb(&self.metadata, "{}");
     }
 }
 

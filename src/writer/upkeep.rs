@@ -33,6 +33,7 @@ pub(super) fn spawn(policy: PartitionPolicy, connect: PgConnectOptions) -> Optio
         .name("tracing-postgres-upkeep".into())
         .spawn(move || {
             super::mark_writer_thread();
+            super::lower_priority();
             let runtime = match tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
