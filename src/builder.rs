@@ -56,6 +56,7 @@ pub struct Builder {
     layer: LayerConfig,
     privacy: Privacy,
     partitions: PartitionPolicy,
+    lower_priority: bool,
 }
 
 /// Shows where the writer connects without its password.
@@ -82,6 +83,7 @@ impl std::fmt::Debug for Builder {
             .field("shutdown_timeout", &self.shutdown_timeout)
             .field("privacy", &self.privacy)
             .field("partitions", &self.partitions)
+            .field("lower_priority", &self.lower_priority)
             .finish_non_exhaustive()
     }
 }
@@ -179,6 +181,7 @@ impl Builder {
             layer: LayerConfig::default(),
             privacy: Privacy::default(),
             partitions: PartitionPolicy::default(),
+            lower_priority: true,
         }
     }
 
@@ -210,7 +213,7 @@ impl Builder {
         self
     }
 
-    /// Connections the writer may open. Default 2.
+    /// Connections the writer opens, each written by a thread of its own. Default 3.
     pub fn connections(mut self, n: u32) -> Self {
         self.connections = n.max(1);
         self
@@ -286,6 +289,16 @@ impl Builder {
         self
     }
 
+    /// Whether the writer's threads run at a lower scheduling priority than the application's
+    /// (`nice` +10, Linux only; default `true`): on a busy machine the writer then waits for
+    /// the application's threads instead of taking their cores, and the queue buffers
+    /// meanwhile. Turn it off when the machine is saturated for long stretches and the writer
+    /// must keep up (the queue would otherwise fill and drop).
+    pub fn lower_writer_priority(mut self, on: bool) -> Self {
+        self.lower_priority = on;
+        self
+    }
+
     /// How the writer keeps the time partitions: their length, how many are made ahead, and an
     /// optional retention it enforces once a day (default: days, 3 ahead, no retention). See
     /// [`partitions`](crate::partitions).
@@ -333,6 +346,7 @@ impl Builder {
             batch_size: self.batch_size,
             flush_interval: self.flush_interval,
             partitions: self.partitions,
+            lower_priority: self.lower_priority,
         };
         let thread = writer::spawn(config, rx, control_rx, Arc::clone(&shared))
             .map_err(BuildError::Spawn)?;

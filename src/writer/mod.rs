@@ -50,21 +50,36 @@ const MIN_ROWS_PER_CONNECTION: usize = 1_500;
 /// How much lower than the application's threads the writer's run (Linux `nice` steps).
 const WRITER_NICE: i32 = 10;
 
-/// Lowers the current thread's scheduling priority: on a busy machine the writer's work waits
-/// for the application's threads rather than taking their cores (the queue buffers meanwhile).
-/// Best effort: where it is not supported or not allowed, nothing changes.
-fn lower_priority() {
+/// The nice value the writer's threads take: the calling (application's) thread's plus
+/// [`WRITER_NICE`], or `None` to leave them at the application's.
+///
+/// Computed once, on the thread that starts the writer: threads inherit their creator's nice
+/// value on Linux, so a per-thread "current plus 10" would lower the threads the writer starts
+/// twice.
+fn writer_nice(lower: bool) -> Option<i32> {
+    if !lower {
+        return None;
+    }
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: `gettid` and `getpriority` take plain integers and touch no memory of ours.
+        let now = unsafe { libc::getpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t) };
+        Some(now.saturating_add(WRITER_NICE).min(19))
+    }
+    #[cfg(not(target_os = "linux"))]
+    None
+}
+
+/// Sets the current thread's nice value (see [`writer_nice`]): on a busy machine the writer's
+/// work waits for the application's threads rather than taking their cores (the queue buffers
+/// meanwhile). Best effort: where it is not supported or not allowed, nothing changes.
+fn set_nice(nice: Option<i32>) {
+    let Some(_nice) = nice else { return };
     #[cfg(target_os = "linux")]
     // SAFETY: `gettid` and `setpriority` take plain integers and touch no memory of ours; on
     // Linux, `PRIO_PROCESS` with a thread id sets that one thread's nice value.
     unsafe {
-        let tid = libc::gettid();
-        let now = libc::getpriority(libc::PRIO_PROCESS, tid as libc::id_t);
-        let _ = libc::setpriority(
-            libc::PRIO_PROCESS,
-            tid as libc::id_t,
-            now.saturating_add(WRITER_NICE).min(19),
-        );
+        let _ = libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, _nice);
     }
 }
 
@@ -81,6 +96,8 @@ pub(crate) struct WriterConfig {
     pub connections: u32,
     pub batch_size: usize,
     pub partitions: PartitionPolicy,
+    /// Whether the writer's threads run at a lower scheduling priority.
+    pub lower_priority: bool,
     pub flush_interval: Duration,
 }
 
@@ -102,13 +119,14 @@ pub(crate) fn spawn(
 ) -> std::io::Result<JoinHandle<()>> {
     // The partitions' upkeep has a thread and a connection of its own: its DDL may wait on a
     // lock for seconds, and no batch should wait with it. It stops when the writer does.
-    let upkeep_stop = upkeep::spawn(config.partitions.clone(), config.connect.clone());
+    let nice = writer_nice(config.lower_priority);
+    let upkeep_stop = upkeep::spawn(config.partitions.clone(), config.connect.clone(), nice);
     std::thread::Builder::new()
         .name("tracing-postgres-writer".into())
         .spawn(move || {
             let _stop_upkeep_with_the_writer = upkeep_stop;
             mark_writer_thread();
-            lower_priority();
+            set_nice(nice);
             // No statement logging, and no NOTICEs (such as "relation already exists") that
             // sqlx would log into the application's subscriber.
             let connect = config
@@ -125,6 +143,7 @@ pub(crate) fn spawn(
             for i in 0..config.connections.max(1) {
                 let link = spawn_link(
                     i,
+                    nice,
                     Link::new(connect.clone()),
                     batches.clone(),
                     Arc::clone(&shared),
@@ -207,6 +226,7 @@ impl InFlight {
 /// the writer drops the sending side.
 fn spawn_link(
     i: u32,
+    nice: Option<i32>,
     mut link: Link,
     batches: Receiver<Batch>,
     shared: Arc<Shared>,
@@ -217,7 +237,7 @@ fn spawn_link(
         .name(format!("tracing-postgres-conn-{i}"))
         .spawn(move || {
             mark_writer_thread();
-            lower_priority();
+            set_nice(nice);
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .on_thread_start(mark_writer_thread)

@@ -24,7 +24,11 @@ const TIMEOUT: Duration = Duration::from_secs(15);
 /// Starts the upkeep thread, unless the policy turns it off. It stops when the returned sender
 /// is dropped (or at once, if it could not start: rows then wait in the `DEFAULT` partition
 /// for a `tracing-postgres migrate`).
-pub(super) fn spawn(policy: PartitionPolicy, connect: PgConnectOptions) -> Option<Sender<()>> {
+pub(super) fn spawn(
+    policy: PartitionPolicy,
+    connect: PgConnectOptions,
+    nice: Option<i32>,
+) -> Option<Sender<()>> {
     if !policy.maintain {
         return None;
     }
@@ -33,7 +37,7 @@ pub(super) fn spawn(policy: PartitionPolicy, connect: PgConnectOptions) -> Optio
         .name("tracing-postgres-upkeep".into())
         .spawn(move || {
             super::mark_writer_thread();
-            super::lower_priority();
+            super::set_nice(nice);
             let runtime = match tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
