@@ -64,6 +64,9 @@ impl PartitionStep {
     }
 }
 
+/// The farthest ahead partitions are made: a year (the SQL function refuses more than ten).
+pub const MAX_AHEAD_DAYS: i64 = 366;
+
 /// Default retention of [`prune`] from the command line: 90 days, as in the spec.
 pub const DEFAULT_RETENTION: Duration = Duration::from_secs(90 * 86_400);
 
@@ -97,10 +100,20 @@ impl Default for PartitionPolicy {
 
 impl PartitionPolicy {
     /// The range the partitions must cover at `now`: from the previous period (late rows) to
-    /// `ahead` periods after the current one.
+    /// `ahead` periods after the current one (at most [`MAX_AHEAD_DAYS`] days ahead).
     pub fn window(&self, now: DateTime<Utc>) -> (DateTime<Utc>, DateTime<Utc>) {
         let len = self.step.max_len();
-        (now - len, now + len * (self.ahead as i32 + 1))
+        let periods = i32::try_from(self.ahead)
+            .unwrap_or(i32::MAX)
+            .saturating_add(1);
+        let ahead = len
+            .checked_mul(periods)
+            .map_or(TimeDelta::days(MAX_AHEAD_DAYS), |d| {
+                d.min(TimeDelta::days(MAX_AHEAD_DAYS))
+            });
+        let from = now.checked_sub_signed(len).unwrap_or(now);
+        let to = now.checked_add_signed(ahead).unwrap_or(now);
+        (from, to)
     }
 }
 
@@ -256,5 +269,12 @@ mod tests {
             ..p
         };
         assert_eq!(weekly.window(now).1, now + TimeDelta::days(14));
+        // Absurd settings are bounded, not an overflow.
+        let far = PartitionPolicy {
+            step: PartitionStep::Month,
+            ahead: u32::MAX,
+            ..PartitionPolicy::default()
+        };
+        assert_eq!(far.window(now).1, now + TimeDelta::days(MAX_AHEAD_DAYS));
     }
 }

@@ -18,7 +18,11 @@ pub async fn run(
     since: Duration,
 ) -> Result<(), crate::Error> {
     let to = Utc::now();
-    let from = to - TimeDelta::from_std(since).unwrap_or(TimeDelta::days(36_500));
+    // A span too long for a date goes back to the epoch rather than overflowing.
+    let from = TimeDelta::from_std(since)
+        .ok()
+        .and_then(|d| to.checked_sub_signed(d))
+        .unwrap_or(chrono::DateTime::UNIX_EPOCH);
     let rows = query::usage(
         pool,
         &UsageQuery {

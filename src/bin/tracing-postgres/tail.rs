@@ -26,7 +26,10 @@ pub struct Options {
 }
 
 pub async fn run(pool: &PgPool, out: &mut impl Write, o: &Options) -> Result<(), crate::Error> {
-    let lookback = TimeDelta::from_std(o.window).unwrap_or(TimeDelta::days(1));
+    // At most a year back: a longer window would only make every poll read more.
+    let lookback = TimeDelta::from_std(o.window)
+        .unwrap_or(TimeDelta::days(365))
+        .min(TimeDelta::days(365));
     let mut seen: HashMap<Uuid, chrono::DateTime<Utc>> = HashMap::new();
     let mut printed = 0usize;
     let mut first = true;
