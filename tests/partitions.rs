@@ -368,3 +368,64 @@ async fn rows_written_before_partitioning_survive_the_migration_into_their_days(
         .unwrap();
     assert_eq!(trace_id, trace.simple().to_string());
 }
+
+#[tokio::test]
+async fn upkeep_gives_up_behind_a_long_query_instead_of_blocking_everyone() {
+    let db = fresh_db().await;
+    // A long report holds its lock on every partition, the DEFAULT one included.
+    let mut report = db.pool.begin().await.unwrap();
+    sqlx::query("SELECT count(*) FROM observability.spans")
+        .execute(&mut *report)
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let pool = db.pool.clone();
+    let upkeep = tokio::spawn(async move {
+        partitions::create(
+            &pool,
+            Utc::now() + TimeDelta::days(20),
+            Utc::now() + TimeDelta::days(21),
+            PartitionStep::Day,
+        )
+        .await
+    });
+    // While it waits for its lock, today's rows are written as usual.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let insert = std::time::Instant::now();
+    sqlx::query(
+        "INSERT INTO observability.spans (id, trace_id, name, span_type, started_at) \
+         VALUES ($1, $2, 'during upkeep', 'internal', now())",
+    )
+    .bind(uuid::Uuid::now_v7())
+    .bind(uuid::Uuid::now_v7())
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    assert!(
+        insert.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        insert.elapsed()
+    );
+    assert!(!upkeep.is_finished(), "upkeep is still waiting");
+    let result = upkeep.await.unwrap();
+    let waited = started.elapsed();
+    let Err(sqlx::Error::Database(e)) = result else {
+        panic!("expected a lock timeout: {result:?}")
+    };
+    assert_eq!(e.code().as_deref(), Some("55P03"), "{e}");
+    assert!(waited < Duration::from_secs(15), "{waited:?}");
+    // Nothing half-made: the function's transaction rolled back.
+    report.rollback().await.unwrap();
+    let parts = partitions::list(&db.pool).await.unwrap();
+    assert!(covering(&parts, "spans", Utc::now() + TimeDelta::days(20)).is_none());
+    // And once the report is done, it goes through.
+    let created = partitions::create(
+        &db.pool,
+        Utc::now() + TimeDelta::days(20),
+        Utc::now() + TimeDelta::days(21),
+        PartitionStep::Day,
+    )
+    .await
+    .unwrap();
+    assert!(!created.is_empty());
+}
