@@ -326,6 +326,12 @@ BEGIN
                 gaps := gaps || ARRAY[cur, hi];
             END IF;
         END LOOP;
+        -- No row may reach the default partition between moving its rows out and attaching
+        -- (the attach would fail): hold off inserts into it, briefly, when there is work.
+        IF coalesce(array_length(gaps, 1), 0) > 0 THEN
+            EXECUTE format('LOCK TABLE observability.%I IN SHARE ROW EXCLUSIVE MODE',
+                t || '_default');
+        END IF;
         -- Each piece: made as a plain table, filled from the default partition, attached.
         FOR i IN 1 .. coalesce(array_length(gaps, 1), 0) BY 2 LOOP
             lo := gaps[i];

@@ -610,10 +610,11 @@ fn usage(
     if let Some(micros) = given.and_then(cost_to_micros) {
         return (prompt, completion, Some(micros), Some("given"));
     }
+    // No tokens: nothing to price (and no model name to copy out).
+    if prompt.is_none() && completion.is_none() {
+        return (prompt, completion, None, None);
+    }
     let computed = f.text(Slot::Model).and_then(|model| {
-        if prompt.is_none() && completion.is_none() {
-            return None;
-        }
         config
             .prices
             .cost(&model, prompt.unwrap_or(0), completion.unwrap_or(0))

@@ -224,10 +224,12 @@ pub async fn prune(
     older_than: Duration,
     dry_run: bool,
 ) -> Result<PruneReport, sqlx::Error> {
+    // No earlier than year 1: PostgreSQL's dates end at 4713 BC, chrono's much further.
+    let floor = DateTime::from_timestamp(-62_135_596_800, 0).unwrap_or(DateTime::UNIX_EPOCH);
     let age = TimeDelta::from_std(older_than).unwrap_or(TimeDelta::MAX);
     let cutoff = Utc::now()
         .checked_sub_signed(age)
-        .unwrap_or(DateTime::<Utc>::MIN_UTC);
+        .map_or(floor, |c| c.max(floor));
     prune_before(db, cutoff, dry_run).await
 }
 

@@ -429,3 +429,49 @@ async fn upkeep_gives_up_behind_a_long_query_instead_of_blocking_everyone() {
     .unwrap();
     assert!(!created.is_empty());
 }
+
+#[tokio::test]
+async fn rows_arriving_for_a_day_while_its_partition_is_made_all_end_in_it() {
+    let db = fresh_db().await;
+    // A stream of calls back-dated 40 days, a day without a partition (so into DEFAULT),
+    // written every few milliseconds.
+    let (p, guard) = Builder::new(&db.url)
+        .flush_interval(Duration::from_millis(5))
+        .partitions(PartitionPolicy {
+            maintain: false,
+            ..Default::default()
+        })
+        .build()
+        .unwrap();
+    let ctx = TraceContext::new();
+    let emitter = std::thread::spawn(move || {
+        for _ in 0..1500 {
+            p.log_llm_call(
+                &ctx,
+                LlmCall {
+                    latency_ms: Some(40.0 * DAY_MS),
+                    ..Default::default()
+                },
+            );
+            std::thread::sleep(Duration::from_micros(500));
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The day's partition is made (moving the rows so far) while they keep coming.
+    let day = Utc::now() - TimeDelta::days(40);
+    let created = partitions::create(&db.pool, day, day, PartitionStep::Day)
+        .await
+        .unwrap();
+    assert!(
+        created
+            .iter()
+            .any(|c| c.table_name == "spans" && c.rows_moved > 0),
+        "{created:?}"
+    );
+    emitter.join().unwrap();
+    assert!(guard.flush(FLUSH));
+    let stats = guard.stats();
+    assert_eq!((stats.written, stats.refused), (1500, 0), "{stats:?}");
+    assert_eq!(count(&db.pool, "spans").await, 1500);
+    assert_eq!(in_default(&db.pool, "spans").await, 0);
+}

@@ -149,6 +149,12 @@ impl Batch {
         take(&mut self.docs, &mut left.docs, &mut want);
         left.records = left.record_count();
         self.records = self.record_count();
+        // The bytes go with the records, so each part releases its own share when written.
+        let total = left.records + self.records;
+        if total > 0 {
+            left.bytes = (self.bytes as u128 * left.records as u128 / total as u128) as usize;
+            self.bytes -= left.bytes;
+        }
         self.trace_rows.clear();
         self.span_rows.clear();
         (left, self)

@@ -160,6 +160,13 @@ pub(crate) fn spawn(
             drop(batches);
             if links.is_empty() {
                 tracing::error!("tracing-postgres: no writer connection thread; records will be counted as dropped");
+                // Count what is queued now; later pushes fail (the receiver is gone) and are
+                // counted by the queue.
+                let counters = &shared.counters;
+                while let Ok((_, bytes)) = records.try_recv() {
+                    counters.queued_bytes.fetch_sub(bytes, Relaxed);
+                    counters.dropped_unwritten.fetch_add(1, Relaxed);
+                }
                 return;
             }
             let mut writer = Writer {
@@ -246,16 +253,10 @@ fn spawn_link(
             let runtime = match runtime {
                 Ok(rt) => rt,
                 Err(e) => {
+                    // Leave the batches to the other connections' threads: this one's receiver
+                    // goes with it, and if no thread is left, `flush` counts what it cannot
+                    // hand over.
                     tracing::error!(error = %e, "tracing-postgres: cannot start a writer connection's runtime");
-                    // Keep accounting exact: what this thread takes is counted as unwritten.
-                    for batch in batches.iter() {
-                        let counters = &shared.counters;
-                        counters
-                            .dropped_unwritten
-                            .fetch_add(batch.record_count(), Relaxed);
-                        counters.queued_bytes.fetch_sub(batch.bytes, Relaxed);
-                        in_flight.done();
-                    }
                     return;
                 }
             };
@@ -456,8 +457,8 @@ impl Writer {
         if self.batch.records == 0 {
             return;
         }
-        let batch = std::mem::replace(&mut self.batch, Batch::with_capacity(self.batch_size));
         let Some(work) = &self.work else { return };
+        let batch = std::mem::replace(&mut self.batch, Batch::with_capacity(self.batch_size));
         // A batch big enough is split across the connections, written side by side: its rows
         // are visible sooner.
         let parts = (batch.rows() / MIN_ROWS_PER_CONNECTION).clamp(1, self.connections);

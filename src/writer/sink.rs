@@ -5,7 +5,7 @@
 use std::borrow::Cow;
 use std::time::Duration;
 
-use sqlx::postgres::{PgConnectOptions, PgConnection};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgDatabaseError};
 use sqlx::{AssertSqlSafe, Connection};
 
 use super::batch::{Batch, Entry};
@@ -35,6 +35,17 @@ pub(crate) enum Failure {
 /// Sorts an error into [`Failure::Transient`] or [`Failure::Refused`].
 pub(crate) fn classify(err: &sqlx::Error) -> Failure {
     match err {
+        // A row routed to a partition just before another partition took its range over (the
+        // upkeep attaching a partition for rows waiting in DEFAULT): written again, it is
+        // routed afresh. Not the data's fault, so not refused.
+        sqlx::Error::Database(db)
+            if db
+                .try_downcast_ref::<PgDatabaseError>()
+                .and_then(PgDatabaseError::routine)
+                == Some("ExecPartitionCheckEmitError") =>
+        {
+            Failure::Transient
+        }
         sqlx::Error::Database(db) => {
             let code = db.code();
             let code = code.as_deref().unwrap_or("");

@@ -3,7 +3,7 @@
 //! retention, drops the old ones. A thread with a runtime and a connection of its own, so a
 //! partition's DDL waiting on a lock never holds a batch back.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{RecvTimeoutError, Sender};
 use sqlx::postgres::{PgConnectOptions, PgConnection};
@@ -53,6 +53,7 @@ pub(super) fn spawn(
                 .options([("client_min_messages", "warning")]);
             let mut conn: Option<PgConnection> = None;
             let mut checks = 0u32;
+            let mut last_warning: Option<Instant> = None;
             loop {
                 let prune = policy.retention.is_some() && checks.is_multiple_of(CHECKS_PER_PRUNE);
                 let result = runtime.block_on(async {
@@ -70,7 +71,8 @@ pub(super) fn spawn(
                     }
                     // The functions are missing: the database is not migrated yet.
                     Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42883") => RETRY,
-                    Err(sqlx::Error::Database(e)) => {
+                    // Not allowed: say how to fix it, and ask again in an hour.
+                    Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42501") => {
                         tracing::warn!(
                             error = %e,
                             "tracing-postgres: cannot maintain the time partitions (rows \
@@ -79,6 +81,15 @@ pub(super) fn spawn(
                              `tracing-postgres migrate` from a scheduled job"
                         );
                         EVERY
+                    }
+                    // A lock timeout behind a long query, a deadlock, a concurrent change:
+                    // try again soon, saying so at most once an hour.
+                    Err(sqlx::Error::Database(e)) => {
+                        if last_warning.is_none_or(|t: Instant| t.elapsed() >= EVERY) {
+                            tracing::warn!(error = %e, "tracing-postgres: partition upkeep failed; trying again in a minute");
+                            last_warning = Some(Instant::now());
+                        }
+                        RETRY
                     }
                     // Unreachable or stuck: the writes' own retries report an outage.
                     Err(_) => {
