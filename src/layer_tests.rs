@@ -31,3 +31,39 @@ fn nothing_is_recorded_on_a_writer_thread() {
     assert_eq!(layer.stats().enqueued, 2);
     drop(guard);
 }
+
+/// The two spellings of a span's metadata, the `Value` built on the caller's thread (privacy
+/// settings) and the JSON text the writer encodes, agree on awkward input.
+#[test]
+fn metadata_written_as_text_equals_metadata_built_as_a_value() {
+    use crate::fields::{Fields, Val};
+    let limits = TextLimits {
+        label: 8,
+        content: 12,
+        ..TextLimits::default()
+    };
+    let mut fields = Fields::default();
+    fields.put("route", Val::S("/chat".into()));
+    fields.put("long", Val::S("x".repeat(100)));
+    fields.put("nul", Val::S("a\0b\"quote\\".into()));
+    fields.put("count", Val::I(-3));
+    fields.put("big", Val::U(u64::MAX));
+    fields.put("ratio", Val::F(0.25));
+    fields.put("nan", Val::F(f64::NAN));
+    fields.put("flag", Val::B(true));
+    fields.put("a_rather_long_field_name", Val::I(1));
+    fields.put("user_id", Val::S("not-a-uuid-but-long".into()));
+    fields.put("kb_id", Val::S(Uuid::nil().to_string()));
+    let events = vec![serde_json::json!({"message": "slow", "level": "WARN"})];
+
+    let mut text = Vec::new();
+    write_metadata(&mut text, &limits, &fields, &events, 2);
+    let written: Value = serde_json::from_slice(&text).expect("valid JSON");
+    let built = metadata(&limits, &mut fields.clone(), events, 2);
+    assert_eq!(written, built);
+    assert!(
+        written.get("kb_id").is_none(),
+        "a UUID kb id has its column"
+    );
+    assert_eq!(written["events_dropped"], 2);
+}
