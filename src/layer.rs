@@ -614,7 +614,11 @@ fn usage(
     if prompt.is_none() && completion.is_none() {
         return (prompt, completion, None, None);
     }
-    let computed = f.text(Slot::Model).and_then(|model| {
+    // The model borrowed where it is text (this runs on the caller's thread for the totals).
+    let computed = f.get(Slot::Model).and_then(|v| {
+        let model = v
+            .as_str()
+            .map_or_else(|| Cow::Owned(v.to_text()), Cow::Borrowed);
         config
             .prices
             .cost(&model, prompt.unwrap_or(0), completion.unwrap_or(0))

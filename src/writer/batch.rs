@@ -78,12 +78,11 @@ impl Batch {
                 let row = crate::provider::finish_llm(&shared.limits, *raw);
                 self.encoded_spans.push(|enc| enc.row(&row));
             }
-            (record @ Record::Raw(_), _) => self.push_row(shared.finish(record)),
-            (row, _) => self.push_row(row),
+            (row, _) => self.push_row(row, shared),
         }
     }
 
-    fn push_row(&mut self, record: Record) {
+    fn push_row(&mut self, record: Record, shared: &Shared) {
         match record {
             Record::Trace(row) => merge(&mut self.traces, &mut self.trace_rows, row, |r| {
                 (r.id, r.is_start(), r.start_sent)
@@ -93,20 +92,9 @@ impl Batch {
             }),
             Record::Chat(row) => self.chats.push(Entry::new(row, true)),
             Record::Document(row) => self.docs.push(Entry::new(row, true)),
-            // Mapped by `push` before they get here.
-            Record::Raw(raw) => {
-                let row = crate::layer::finish_span(
-                    &crate::layer::LayerConfig::default(),
-                    &crate::sanitize::TextLimits::default(),
-                    *raw,
-                );
-                self.push_row(Record::Span(Box::new(row)));
-            }
-            Record::Llm(raw) => {
-                let row =
-                    crate::provider::finish_llm(&crate::sanitize::TextLimits::default(), *raw);
-                self.push_row(Record::Span(Box::new(row)));
-            }
+            // A raw span not encoded at once (its start went out on its own): mapped to its
+            // row, by the one mapping every raw record goes through.
+            raw @ (Record::Raw(_) | Record::Llm(_)) => self.push_row(shared.finish(raw), shared),
         }
     }
 
