@@ -25,7 +25,7 @@ pub struct SpanId(pub Uuid);
 impl TraceId {
     /// A new time-ordered trace id.
     pub fn new() -> Self {
-        Self(Uuid::now_v7())
+        Self(crate::ids::v7_now())
     }
     /// The id as a UUID.
     pub fn as_uuid(&self) -> Uuid {
@@ -36,7 +36,7 @@ impl TraceId {
 impl SpanId {
     /// A new time-ordered span id.
     pub fn new() -> Self {
-        Self(Uuid::now_v7())
+        Self(crate::ids::v7_now())
     }
     /// The id as a UUID.
     pub fn as_uuid(&self) -> Uuid {

@@ -7,6 +7,7 @@
 
 use std::fmt;
 
+use compact_str::{CompactString, ToCompactString};
 use tracing::field::{Field, Visit};
 
 use crate::sanitize::{TextLimits, clean_owned, clean_static};
@@ -162,7 +163,9 @@ pub(crate) enum Val {
     U(u64),
     F(f64),
     B(bool),
-    S(String),
+    /// Text: up to 24 bytes kept inline, so the usual short values (a route, a model name, a
+    /// status) cost no allocation on the caller's thread.
+    S(CompactString),
 }
 
 impl Val {
@@ -180,7 +183,7 @@ impl Val {
             Val::U(v) => v.to_string(),
             Val::F(v) => v.to_string(),
             Val::B(v) => v.to_string(),
-            Val::S(s) => s.clone(),
+            Val::S(s) => s.to_string(),
         }
     }
 
@@ -217,7 +220,7 @@ impl Val {
     /// The value as JSON, a string cleaned of NULs and cut to `max_chars`.
     pub fn into_clean_json(self, max_chars: usize) -> serde_json::Value {
         match self {
-            Val::S(s) => serde_json::Value::String(clean_owned(s, max_chars)),
+            Val::S(s) => serde_json::Value::String(clean_owned(s.into_string(), max_chars)),
             other => other.into_json(),
         }
     }
@@ -231,7 +234,7 @@ impl Val {
                 serde_json::Number::from_f64(v).map_or_else(|| J::String(v.to_string()), J::Number)
             }
             Val::B(v) => J::Bool(v),
-            Val::S(s) => J::String(s),
+            Val::S(s) => J::String(s.into_string()),
         }
     }
 }
@@ -316,7 +319,7 @@ impl Fields {
     pub fn approx_bytes(&self) -> usize {
         fn val(v: &Val) -> usize {
             match v {
-                Val::S(s) => s.capacity(),
+                Val::S(s) if s.is_heap_allocated() => s.capacity(),
                 _ => 0,
             }
         }
@@ -364,13 +367,13 @@ impl Visit for Collector<'_> {
     fn record_i128(&mut self, field: &Field, value: i128) {
         match i64::try_from(value) {
             Ok(v) => self.0.put(field.name(), Val::I(v)),
-            Err(_) => self.0.put(field.name(), Val::S(value.to_string())),
+            Err(_) => self.0.put(field.name(), Val::S(value.to_compact_string())),
         }
     }
     fn record_u128(&mut self, field: &Field, value: u128) {
         match u64::try_from(value) {
             Ok(v) => self.0.put(field.name(), Val::U(v)),
-            Err(_) => self.0.put(field.name(), Val::S(value.to_string())),
+            Err(_) => self.0.put(field.name(), Val::S(value.to_compact_string())),
         }
     }
     fn record_f64(&mut self, field: &Field, value: f64) {
@@ -380,15 +383,15 @@ impl Visit for Collector<'_> {
         self.0.put(field.name(), Val::B(value));
     }
     fn record_str(&mut self, field: &Field, value: &str) {
-        self.0.put(field.name(), Val::S(value.to_owned()));
+        self.0.put(field.name(), Val::S(CompactString::from(value)));
     }
     fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
-        self.0.put(field.name(), Val::S(value.to_string()));
+        self.0.put(field.name(), Val::S(value.to_compact_string()));
     }
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
         // A user's Debug impl may panic; the layer must not pass that on to the application.
         let text = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| format!("{value:?}")))
             .unwrap_or_else(|_| "[formatting panicked]".to_owned());
-        self.0.put(field.name(), Val::S(text));
+        self.0.put(field.name(), Val::S(text.into()));
     }
 }

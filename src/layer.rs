@@ -9,6 +9,7 @@
 use std::any::TypeId;
 use std::borrow::Cow;
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
@@ -99,7 +100,8 @@ pub(crate) struct SpanData {
     is_root: bool,
     trace_id: Uuid,
     state: Arc<TraceState>,
-    started_at: DateTime<Utc>,
+    /// The clock as read; converted to a date only for a row built on this thread.
+    started_at: SystemTime,
     fields: Fields,
     user_id: Option<Uuid>,
     /// Shared with the spans below: inherited by every span, so not copied for each.
@@ -226,6 +228,7 @@ impl PostgresLayer {
             Some(s) => Cow::Owned(clean_text(&s.to_ascii_lowercase(), l.label)),
             None => clean_static(name, l.label),
         };
+        let started_at = DateTime::<Utc>::from(data.started_at);
         TraceRow {
             id: data.trace_id,
             name: clean_static(name, l.label),
@@ -233,9 +236,9 @@ impl PostgresLayer {
             user_id: data.user_id,
             session_id: data.session_id.as_deref().map(|s| clean_text(s, l.label)),
             kb_id: data.kb_id,
-            started_at: data.started_at,
+            started_at,
             ended_at,
-            duration_ms: ended_at.map(|e| millis_between(data.started_at, e)),
+            duration_ms: ended_at.map(|e| millis_between(started_at, e)),
             metadata: Value::Object(Map::new()),
             // A root span's start row is always queued.
             start_sent: ended_at.is_some(),
@@ -251,7 +254,7 @@ impl PostgresLayer {
             parent_span_id: data.parent,
             name: clean_static(name, self.limits().label),
             span_type: clean_cow(span_type(&data.fields).into_text(), self.limits().label),
-            started_at: data.started_at,
+            started_at: data.started_at.into(),
             status: Some(Status::InProgress),
             metadata: Value::Object(Map::new()),
             start_sent: self.config.span_starts,
@@ -356,15 +359,15 @@ impl PostgresLayer {
             let v = match fields.get(slot) {
                 None => return Value::Array(Vec::new()),
                 Some(Val::S(s)) => {
-                    serde_json::from_str(s).unwrap_or_else(|_| Value::String(s.clone()))
+                    serde_json::from_str(s).unwrap_or_else(|_| Value::String(s.to_string()))
                 }
                 Some(other) => other.clone().into_json(),
             };
             clean_json(v, &l)
         };
         let row = ChatMessageRow {
-            id: Uuid::now_v7(),
-            trace_id: span.map_or_else(Uuid::now_v7, |s| s.trace_id),
+            id: crate::ids::v7_now(),
+            trace_id: span.map_or_else(crate::ids::v7_now, |s| s.trace_id),
             span_id: span.filter(|s| !s.is_root).map(|s| s.id),
             session_id: clean_text(&session_id, l.label),
             user_id,
@@ -432,8 +435,8 @@ impl PostgresLayer {
             );
         }
         let row = DocumentEventRow {
-            id: Uuid::now_v7(),
-            trace_id: span.map_or_else(Uuid::now_v7, |s| s.trace_id),
+            id: crate::ids::v7_now(),
+            trace_id: span.map_or_else(crate::ids::v7_now, |s| s.trace_id),
             span_id: span.filter(|s| !s.is_root).map(|s| s.id),
             document_id,
             kb_id: fields
@@ -489,8 +492,8 @@ pub(crate) struct RawSpan {
     id: Uuid,
     trace_id: Uuid,
     parent: Option<Uuid>,
-    started_at: DateTime<Utc>,
-    ended_at: std::time::SystemTime,
+    started_at: SystemTime,
+    ended_at: SystemTime,
     fields: Fields,
     error: Option<(String, Option<String>)>,
     events: Vec<Value>,
@@ -547,7 +550,10 @@ pub(crate) fn encode_raw_span(
 /// The row of a closed span without its metadata (`Null`).
 fn span_columns(config: &LayerConfig, l: &TextLimits, raw: &RawSpan) -> SpanRow {
     let f = &raw.fields;
-    let (started_at, ended_at) = (raw.started_at, DateTime::<Utc>::from(raw.ended_at));
+    let (started_at, ended_at) = (
+        DateTime::<Utc>::from(raw.started_at),
+        DateTime::<Utc>::from(raw.ended_at),
+    );
     let (prompt, completion, cost, cost_source) = usage(config, f);
     let (status, error_type, error_message) = outcome(&raw.error, f, raw.panicking);
     SpanRow {
@@ -867,15 +873,30 @@ where
             })
         });
         let is_root = inherited.is_none();
+        // One clock reading for the span's start and its id.
+        let now = SystemTime::now();
         let (trace_id, state, parent, user_id, session_id, kb_id) =
-            inherited.unwrap_or_else(|| (Uuid::now_v7(), Arc::default(), None, None, None, None));
+            inherited.unwrap_or_else(|| {
+                (
+                    crate::ids::v7_at(now),
+                    Arc::default(),
+                    None,
+                    None,
+                    None,
+                    None,
+                )
+            });
         let mut data = SpanData {
-            id: if is_root { trace_id } else { Uuid::now_v7() },
+            id: if is_root {
+                trace_id
+            } else {
+                crate::ids::v7_at(now)
+            },
             parent,
             is_root,
             trace_id,
             state,
-            started_at: Utc::now(),
+            started_at: now,
             fields: Fields::default(),
             user_id,
             session_id,

@@ -44,7 +44,7 @@ fn metadata_written_as_text_equals_metadata_built_as_a_value() {
     };
     let mut fields = Fields::default();
     fields.put("route", Val::S("/chat".into()));
-    fields.put("long", Val::S("x".repeat(100)));
+    fields.put("long", Val::S("x".repeat(100).into()));
     fields.put("nul", Val::S("a\0b\"quote\\".into()));
     fields.put("count", Val::I(-3));
     fields.put("big", Val::U(u64::MAX));
@@ -53,7 +53,7 @@ fn metadata_written_as_text_equals_metadata_built_as_a_value() {
     fields.put("flag", Val::B(true));
     fields.put("a_rather_long_field_name", Val::I(1));
     fields.put("user_id", Val::S("not-a-uuid-but-long".into()));
-    fields.put("kb_id", Val::S(Uuid::nil().to_string()));
+    fields.put("kb_id", Val::S(Uuid::nil().to_string().into()));
     let events = vec![serde_json::json!({"message": "slow", "level": "WARN"})];
 
     let mut text = Vec::new();

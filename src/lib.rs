@@ -119,6 +119,7 @@ mod fields;
 #[doc(hidden)]
 pub mod fuzzing;
 mod handle;
+mod ids;
 mod layer;
 pub mod migrate;
 pub mod partitions;

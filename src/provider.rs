@@ -501,9 +501,9 @@ impl ObservabilityProvider for PostgresProvider {
         // Only what must happen here does: the id, the clock, the trace's usage totals. The
         // row is built on the writer's thread (`finish_llm`), or here when privacy settings
         // must see it before it is queued.
-        let id = SpanId::new();
-        // The clock as read; converted to a date on the writer's thread.
+        // One clock reading for the id and the end; converted to a date on the writer's thread.
         let now = SystemTime::now();
+        let id = SpanId(crate::ids::v7_at(now));
         let m = &call.metrics;
         let (prompt, completion) = (count(m.prompt_tokens), count(m.completion_tokens));
         let cost = m.cost_usd.and_then(cost_to_micros);
@@ -538,7 +538,7 @@ impl ObservabilityProvider for PostgresProvider {
                 .unwrap_or(Value::Array(Vec::new()))
         };
         let row = ChatMessageRow {
-            id: Uuid::now_v7(),
+            id: crate::ids::v7_now(),
             trace_id: ctx.trace_id.as_uuid(),
             span_id: ctx.span_id.map(|s| s.as_uuid()),
             session_id: clean_text(session_id, l.label),
@@ -563,7 +563,7 @@ impl ObservabilityProvider for PostgresProvider {
         let duration = finite(event.duration_ms).filter(|d| (0.0..1e12).contains(d));
         let finished = !matches!(event.status, DocumentEventStatus::Started);
         let mut row = DocumentEventRow {
-            id: Uuid::now_v7(),
+            id: crate::ids::v7_now(),
             trace_id: ctx.trace_id.as_uuid(),
             span_id: ctx.span_id.map(|s| s.as_uuid()),
             document_id: event.document_id,

@@ -363,7 +363,8 @@ pg_ensure_server() {
     # onto the pg_ctl command line, so that any later plain `pg_ctl start`
     # (pg_start, or a Rust test using PG_DATA) comes back identically.
     # fsync=off is fine for a throwaway cluster; synchronous_commit keeps its
-    # default so commit semantics match production.
+    # default so commit semantics match production. PG_FSYNC=on (scripts/bench)
+    # keeps the server's default, for figures that depend on the cost of a commit.
     local conf=$PG_DATA/tracing-postgres.conf attempt port=""
     echo "include 'tracing-postgres.conf'" >>"$PG_DATA/postgresql.conf"
     # The free port is only reserved once postgres binds it, so another
@@ -375,7 +376,7 @@ pg_ensure_server() {
 port = $port
 listen_addresses = '127.0.0.1'
 unix_socket_directories = '$_PG_TMPDIR'
-fsync = off
+fsync = ${PG_FSYNC:-off}
 max_connections = 200
 shared_buffers = 256MB
 EOF

@@ -8,6 +8,7 @@
 
 pub(crate) mod batch;
 pub(crate) mod copy;
+mod nodelay;
 mod sink;
 pub(crate) mod tables;
 mod upkeep;

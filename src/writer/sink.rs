@@ -113,12 +113,13 @@ impl Link {
         Ok(match &mut self.conn {
             Some(c) => c,
             slot => {
-                let c = tokio::time::timeout(
+                let mut c = tokio::time::timeout(
                     CONNECT_TIMEOUT,
                     PgConnection::connect_with(&self.options),
                 )
                 .await
                 .map_err(|_| sqlx::Error::PoolTimedOut)??;
+                super::nodelay::set_nodelay(&mut c, self.options.get_port()).await;
                 slot.insert(c)
             }
         })

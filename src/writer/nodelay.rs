@@ -1,0 +1,160 @@
+//! `TCP_NODELAY` on the writer's connections.
+//!
+//! sqlx 0.9.0 no longer disables Nagle's algorithm on its TCP sockets (launchbadge/sqlx#4335;
+//! the fix, #4336, came after 0.9.0). For the writer that is a 40 ms stall per `COPY`: the
+//! `CopyDone` message is a small write following the data, and Nagle holds it until the server
+//! acknowledges the data's last segment, which the server delays (Linux: at least 40 ms)
+//! because it has nothing to send back during `COPY FROM STDIN`. A batch of three `COPY`s
+//! then spends about 120 ms waiting on an idle connection; measured with one connection, the
+//! server sat in `ClientRead` for 45% of the time and ingest ran at half the rate of a single
+//! `psql \copy` (libpq sets `TCP_NODELAY` on every connection).
+//!
+//! sqlx exposes neither the socket nor an option for it, so after connecting the writer asks
+//! the server which port the connection comes from (`inet_client_port()`), finds its own TCP
+//! socket bound to that port and connected to the server's port, and sets the option on it.
+//! Where the server sees another port than ours (a NAT, a proxy in between), over a Unix
+//! socket (no Nagle there), or on systems other than Linux, nothing is changed.
+
+use sqlx::postgres::PgConnection;
+
+/// Sets `TCP_NODELAY` on the socket of `conn`, a connection to `server_port`. Best effort:
+/// returns whether the option is now set (`false` over a Unix socket, behind a proxy, on
+/// other systems, or when the lookup fails); never fails the connection.
+pub(crate) async fn set_nodelay(conn: &mut PgConnection, server_port: u16) -> bool {
+    let client_port: Option<i32> = match sqlx::query_scalar("SELECT inet_client_port()")
+        .fetch_one(&mut *conn)
+        .await
+    {
+        Ok(port) => port,
+        Err(_) => return false,
+    };
+    let Some(port) = client_port.and_then(|p| u16::try_from(p).ok()) else {
+        // A Unix socket: no Nagle to turn off.
+        return false;
+    };
+    set_on_socket(port, server_port)
+}
+
+/// Finds this process's TCP socket with local port `local` and peer port `peer`, and sets
+/// `TCP_NODELAY` on it.
+#[cfg(target_os = "linux")]
+fn set_on_socket(local: u16, peer: u16) -> bool {
+    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
+        return false;
+    };
+    for entry in dir.flatten() {
+        let Some(fd) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        if socket_ports(fd) == Some((local, peer)) {
+            let on: libc::c_int = 1;
+            // SAFETY: `fd` is a plain integer (a closed or reused descriptor only makes the
+            // call fail or apply to that socket, both harmless); `on` outlives the call and
+            // its size is passed with it.
+            let rc = unsafe {
+                libc::setsockopt(
+                    fd,
+                    libc::IPPROTO_TCP,
+                    libc::TCP_NODELAY,
+                    (&raw const on).cast(),
+                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+                )
+            };
+            return rc == 0;
+        }
+    }
+    false
+}
+
+#[cfg(not(target_os = "linux"))]
+fn set_on_socket(_local: u16, _peer: u16) -> bool {
+    false
+}
+
+/// The local and peer ports of `fd` when it is a connected IPv4 or IPv6 TCP socket.
+#[cfg(target_os = "linux")]
+pub(crate) fn socket_ports(fd: i32) -> Option<(u16, u16)> {
+    fn port(
+        f: unsafe extern "C" fn(
+            libc::c_int,
+            *mut libc::sockaddr,
+            *mut libc::socklen_t,
+        ) -> libc::c_int,
+        fd: i32,
+    ) -> Option<u16> {
+        // SAFETY: an all-zero `sockaddr_storage` is a valid value of that plain C struct.
+        let mut addr: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+        let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+        // SAFETY: `addr` and `len` are ours and outlive the call; `len` holds `addr`'s size,
+        // so the kernel writes at most that many bytes.
+        let rc = unsafe { f(fd, (&raw mut addr).cast(), &raw mut len) };
+        if rc != 0 {
+            return None;
+        }
+        match libc::c_int::from(addr.ss_family) {
+            libc::AF_INET => {
+                // SAFETY: the kernel wrote an AF_INET address, a `sockaddr_in`, which fits
+                // in (and is less aligned than) `sockaddr_storage`.
+                let a = unsafe { &*(&raw const addr).cast::<libc::sockaddr_in>() };
+                Some(u16::from_be(a.sin_port))
+            }
+            libc::AF_INET6 => {
+                // SAFETY: as above, for a `sockaddr_in6`.
+                let a = unsafe { &*(&raw const addr).cast::<libc::sockaddr_in6>() };
+                Some(u16::from_be(a.sin6_port))
+            }
+            _ => None,
+        }
+    }
+    Some((port(libc::getsockname, fd)?, port(libc::getpeername, fd)?))
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use std::net::{TcpListener, TcpStream};
+    use std::os::fd::AsRawFd;
+
+    use super::*;
+
+    fn nodelay(fd: i32) -> bool {
+        let mut on: libc::c_int = 0;
+        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: `on` and `len` are ours, `len` holds `on`'s size.
+        let rc = unsafe {
+            libc::getsockopt(
+                fd,
+                libc::IPPROTO_TCP,
+                libc::TCP_NODELAY,
+                (&raw mut on).cast(),
+                &raw mut len,
+            )
+        };
+        rc == 0 && on != 0
+    }
+
+    #[test]
+    fn finds_the_socket_by_its_ports_and_sets_the_option_on_it_alone() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let server = listener.local_addr().unwrap().port();
+        let a = TcpStream::connect(("127.0.0.1", server)).unwrap();
+        let b = TcpStream::connect(("127.0.0.1", server)).unwrap();
+        let a_port = a.local_addr().unwrap().port();
+        assert_eq!(socket_ports(a.as_raw_fd()), Some((a_port, server)));
+        assert!(!nodelay(a.as_raw_fd()) && !nodelay(b.as_raw_fd()));
+
+        assert!(set_on_socket(a_port, server));
+        assert!(nodelay(a.as_raw_fd()));
+        assert!(
+            !nodelay(b.as_raw_fd()),
+            "another connection to the server is left alone"
+        );
+        // No socket with these ports: nothing set.
+        assert!(!set_on_socket(a_port, server.wrapping_add(1)));
+        // A listening socket has no peer.
+        assert_eq!(socket_ports(listener.as_raw_fd()).map(|p| p.1), None);
+    }
+}
