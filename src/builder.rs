@@ -206,7 +206,9 @@ impl Builder {
         self
     }
 
-    /// Longest time a record waits in the writer before its batch is written. Default
+    /// About the longest time from a record being queued to its row being visible, with
+    /// the database keeping up: a batch is written this long after its first record, less
+    /// what writing a batch has recently taken (at most half of it). Default
     /// [`DEFAULT_FLUSH_INTERVAL`].
     pub fn flush_interval(mut self, interval: Duration) -> Self {
         self.flush_interval = interval.max(Duration::from_millis(1));

@@ -126,6 +126,10 @@ pub(crate) struct Shared {
     pub layer: OnceLock<(Arc<crate::layer::LayerConfig>, crate::sanitize::TextLimits)>,
     /// The text limits, for the rows the writer maps.
     pub limits: crate::sanitize::TextLimits,
+    /// How long a batch's first write attempt has been taking (a moving average, in µs): the
+    /// writer starts a batch that much before its flush interval ends, so its rows are
+    /// visible within about the interval.
+    pub write_micros: std::sync::atomic::AtomicU64,
 }
 
 impl Shared {

@@ -364,9 +364,16 @@ struct Writer {
 
 impl Writer {
     fn run(&mut self, records: &Receiver<Queued>, mut control: Receiver<Control>) {
-        let mut due = Instant::now() + self.flush_interval;
+        // When the batch being collected must go, set by its first record: `flush_interval`
+        // bounds the time from a record's arrival to its row being visible, so the batch
+        // starts early by what writing one has been taking.
+        let mut due: Option<Instant> = None;
+        // Warnings (drops, rejections counted on the callers' threads) are reported after each
+        // batch and at least once per interval.
+        let mut report_at = Instant::now() + self.flush_interval;
         loop {
-            let wait = due.saturating_duration_since(Instant::now());
+            let next = due.map_or(report_at, |d| d.min(report_at));
+            let wait = next.saturating_duration_since(Instant::now());
             select! {
                 recv(records) -> r => match r {
                     Ok(record) => {
@@ -398,14 +405,29 @@ impl Writer {
                 default(wait) => {}
             }
             let now = Instant::now();
-            if self.batch.rows() >= self.batch_size || now >= due {
+            if self.batch.records == 0 {
+                due = None;
+            } else if due.is_none() {
+                due = Some(now + self.collect_for());
+            }
+            let go = self.batch.rows() >= self.batch_size || due.is_some_and(|d| now >= d);
+            if go {
                 self.flush();
+                due = None;
+            }
+            if go || now >= report_at {
                 if let Ok(mut w) = self.warnings.lock() {
                     w.report(&self.shared);
                 }
-                due = Instant::now() + self.flush_interval;
+                report_at = Instant::now() + self.flush_interval;
             }
         }
+    }
+
+    /// How long a batch collects after its first record: the flush interval less what a write
+    /// has been taking (at most half the interval, so batches still gather rows).
+    fn collect_for(&self) -> Duration {
+        collect_for(self.flush_interval, self.shared.write_micros.load(Relaxed))
     }
 
     fn take(&mut self, (record, bytes): Queued) {
@@ -492,13 +514,34 @@ impl Writer {
     }
 }
 
+/// A batch's collecting time: `interval` less `write_micros` (at most half of it).
+fn collect_for(interval: Duration, write_micros: u64) -> Duration {
+    interval - Duration::from_micros(write_micros).min(interval / 2)
+}
+
+/// Folds the duration of a batch written at the first attempt into the moving average the
+/// collecting thread reads (weight 1/4: a few batches follow a change of load). Concurrent
+/// updates may lose one sample, which an average can afford.
+fn note_write_time(shared: &Shared, took: Duration) {
+    let sample = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+    let old = shared.write_micros.load(Relaxed);
+    let new = if old == 0 {
+        sample
+    } else {
+        old - old / 4 + sample / 4
+    };
+    shared.write_micros.store(new, Relaxed);
+}
+
 /// Writes a batch: retries transient failures with backoff (keeping the rows), and when the
 /// database refuses data, splits the batch until the refused rows stand alone.
 async fn write(link: &mut Link, shared: &Shared, warnings: &Mutex<Warnings>, batch: Batch) {
     let counters = &shared.counters;
     let mut work = vec![(batch, Mode::Fast)];
     let mut backoff = INITIAL_BACKOFF;
+    let mut first = true;
     while let Some((batch, mode)) = work.pop() {
+        let started = Instant::now();
         let deadline = shared.shutdown_deadline.get().copied();
         let attempt = link.write(&batch, mode);
         let result = match deadline {
@@ -509,6 +552,9 @@ async fn write(link: &mut Link, shared: &Shared, warnings: &Mutex<Warnings>, bat
         };
         let err = match result {
             Ok(()) => {
+                if std::mem::take(&mut first) {
+                    note_write_time(shared, started.elapsed());
+                }
                 counters.written.fetch_add(batch.record_count(), Relaxed);
                 counters.batches.fetch_add(1, Relaxed);
                 counters.connected.store(true, Relaxed);
@@ -554,5 +600,32 @@ async fn write(link: &mut Link, shared: &Shared, warnings: &Mutex<Warnings>, bat
                 work.push((left, Mode::Idempotent));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_batch_collects_for_the_interval_less_what_writing_takes() {
+        let interval = Duration::from_millis(500);
+        assert_eq!(collect_for(interval, 0), interval);
+        assert_eq!(collect_for(interval, 80_000), Duration::from_millis(420));
+        // Slow writes never shrink collecting below half the interval.
+        assert_eq!(collect_for(interval, 5_000_000), Duration::from_millis(250));
+    }
+
+    #[test]
+    fn the_write_time_is_a_moving_average_seeded_by_the_first_batch() {
+        let shared = Shared::default();
+        note_write_time(&shared, Duration::from_millis(100));
+        assert_eq!(shared.write_micros.load(Relaxed), 100_000);
+        note_write_time(&shared, Duration::from_millis(20));
+        assert_eq!(shared.write_micros.load(Relaxed), 80_000);
+        for _ in 0..40 {
+            note_write_time(&shared, Duration::from_millis(20));
+        }
+        assert!(shared.write_micros.load(Relaxed).abs_diff(20_000) < 100);
     }
 }
