@@ -18,7 +18,10 @@
 //! ./scripts/bench                                   # everything, a throwaway server
 //! DATABASE_URL=... cargo bench --bench ingest -- ingest [spans]
 //! ```
-//! `PSQL` names the psql binary (default `psql` on `PATH`).
+//! `PSQL` names the psql binary (default `psql` on `PATH`). For experiments, `TPG_CONNECTIONS`
+//! and `TPG_BATCH` set the writer's connections and batch size in `ingest` (defaults: the
+//! crate's, 3 and 10,000). `hot [spans]` and `provider [calls]` run one thread of the layer or
+//! of `log_llm_call` alone, for `perf record`; `hot` also prints the thread's CPU time per span.
 
 use std::collections::BTreeMap;
 use std::process::Command;
