@@ -547,13 +547,11 @@ fn hot(url: &str, spans: usize) -> Res<Value> {
         let cpu_ns = (thread_cpu_ns() - cpu) as f64 / spans as f64;
         (start.elapsed().as_nanos() as f64 / spans as f64, cpu_ns)
     });
+    eprintln!("hot: {ns:.0} ns per span, {cpu_ns:.0} ns of the thread's CPU");
     drop(dispatch);
     drop(layer);
     let report = guard.shutdown(Duration::from_secs(600));
-    eprintln!(
-        "hot: {ns:.0} ns per span, {cpu_ns:.0} ns of the thread's CPU; written {}",
-        report.written
-    );
+    eprintln!("hot: written {}", report.written);
     Ok(json!({ "ns_per_span": ns, "cpu_ns_per_span": cpu_ns }))
 }
 

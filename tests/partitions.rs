@@ -475,3 +475,40 @@ async fn rows_arriving_for_a_day_while_its_partition_is_made_all_end_in_it() {
     assert_eq!(count(&db.pool, "spans").await, 1500);
     assert_eq!(in_default(&db.pool, "spans").await, 0);
 }
+
+#[tokio::test]
+async fn span_indexes_leave_out_rows_without_a_parent_and_still_serve_lookups_by_parent() {
+    let db = fresh_db().await;
+    let defs: Vec<String> = sqlx::query_scalar(
+        "SELECT indexdef FROM pg_indexes \
+         WHERE schemaname = 'observability' AND tablename = 'spans'",
+    )
+    .fetch_all(&db.pool)
+    .await
+    .unwrap();
+    assert!(
+        defs.iter()
+            .any(|d| d.contains("(parent_span_id) WHERE (parent_span_id IS NOT NULL)")),
+        "{defs:?}"
+    );
+    assert!(
+        defs.iter().any(|d| d.contains("(span_type, started_at)")),
+        "{defs:?}"
+    );
+    let mut tx = db.pool.begin().await.unwrap();
+    sqlx::query("SET LOCAL enable_seqscan = off")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    let plan: Vec<String> = sqlx::query_scalar(
+        "EXPLAIN SELECT id FROM observability.spans \
+         WHERE parent_span_id = '0195c0de-0000-7000-8000-000000000000'",
+    )
+    .fetch_all(&mut *tx)
+    .await
+    .unwrap();
+    assert!(
+        plan.iter().any(|l| l.contains("parent_span_id_idx")),
+        "{plan:#?}"
+    );
+}
