@@ -563,6 +563,8 @@ async fn write(link: &mut Link, shared: &Shared, warnings: &Mutex<Warnings>, bat
             }
             Err(e) => e,
         };
+        // Only batches written at the first attempt feed the average.
+        first = false;
         counters.set_last_error(err.to_string());
         match sink::classify(&err) {
             Failure::Transient => {

@@ -21,36 +21,40 @@ use sqlx::postgres::PgConnection;
 /// returns whether the option is now set (`false` over a Unix socket, behind a proxy, on
 /// other systems, or when the lookup fails); never fails the connection.
 pub(crate) async fn set_nodelay(conn: &mut PgConnection, server_port: u16) -> bool {
-    let client_port: Option<i32> = match sqlx::query_scalar("SELECT inet_client_port()")
-        .fetch_one(&mut *conn)
-        .await
-    {
-        Ok(port) => port,
-        Err(_) => return false,
-    };
-    let Some(port) = client_port.and_then(|p| u16::try_from(p).ok()) else {
+    let ports: (Option<i32>, Option<i32>) =
+        match sqlx::query_as("SELECT inet_client_port(), inet_server_port()")
+            .fetch_one(&mut *conn)
+            .await
+        {
+            Ok(ports) => ports,
+            Err(_) => return false,
+        };
+    let port = |p: Option<i32>| p.and_then(|p| u16::try_from(p).ok());
+    let (Some(client), Some(server)) = (port(ports.0), port(ports.1)) else {
         // A Unix socket: no Nagle to turn off.
         return false;
     };
-    set_on_socket(port, server_port)
+    if server != server_port {
+        // A proxy or NAT in between: the ports the server sees are not ours.
+        return false;
+    }
+    set_on_socket(client, server_port)
 }
 
-/// Finds this process's TCP socket with local port `local` and peer port `peer`, and sets
-/// `TCP_NODELAY` on it.
+/// Finds this process's TCP socket with local port `local` and peer port `peer` and sets
+/// `TCP_NODELAY` on it; only when exactly one socket matches (the same local port may serve
+/// connections to other hosts on the same port: then which is ours is not known).
 #[cfg(target_os = "linux")]
 fn set_on_socket(local: u16, peer: u16) -> bool {
     let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
         return false;
     };
-    for entry in dir.flatten() {
-        let Some(fd) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<i32>().ok())
-        else {
-            continue;
-        };
-        if socket_ports(fd) == Some((local, peer)) {
+    let mut matching = dir.flatten().filter_map(|entry| {
+        let fd = entry.file_name().to_str()?.parse::<i32>().ok()?;
+        (socket_ports(fd) == Some((local, peer))).then_some(fd)
+    });
+    match (matching.next(), matching.next()) {
+        (Some(fd), None) => {
             let on: libc::c_int = 1;
             // SAFETY: `fd` is a plain integer (a closed or reused descriptor only makes the
             // call fail or apply to that socket, both harmless); `on` outlives the call and
@@ -64,10 +68,10 @@ fn set_on_socket(local: u16, peer: u16) -> bool {
                     std::mem::size_of::<libc::c_int>() as libc::socklen_t,
                 )
             };
-            return rc == 0;
+            rc == 0
         }
+        _ => false,
     }
-    false
 }
 
 #[cfg(not(target_os = "linux"))]

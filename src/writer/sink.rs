@@ -113,13 +113,14 @@ impl Link {
         Ok(match &mut self.conn {
             Some(c) => c,
             slot => {
-                let mut c = tokio::time::timeout(
-                    CONNECT_TIMEOUT,
-                    PgConnection::connect_with(&self.options),
-                )
+                let port = self.options.get_port();
+                let c = tokio::time::timeout(CONNECT_TIMEOUT, async {
+                    let mut c = PgConnection::connect_with(&self.options).await?;
+                    super::nodelay::set_nodelay(&mut c, port).await;
+                    Ok::<_, sqlx::Error>(c)
+                })
                 .await
                 .map_err(|_| sqlx::Error::PoolTimedOut)??;
-                super::nodelay::set_nodelay(&mut c, self.options.get_port()).await;
                 slot.insert(c)
             }
         })

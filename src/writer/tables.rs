@@ -63,8 +63,10 @@ pub(crate) fn upsert_sql<T: Table>() -> String {
         }
     };
     format!(
+        // In key order: transactions on different connections then lock the rows they share
+        // in one order and wait for each other instead of deadlocking.
         "INSERT INTO observability.{name} AS t ({cols}) SELECT {cols} FROM {stage} \
-         ON CONFLICT ({key}) {on_conflict}",
+         ORDER BY {key} ON CONFLICT ({key}) {on_conflict}",
         name = T::NAME,
         stage = stage_name::<T>(),
         key = T::KEY,
