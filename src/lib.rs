@@ -155,3 +155,5 @@ pub use record::{
 };
 pub use rust_decimal::Decimal;
 pub use uuid::Uuid;
+#[doc(hidden)]
+pub use writer::nodelay::tcp_nodelay_of;

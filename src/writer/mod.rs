@@ -8,7 +8,7 @@
 
 pub(crate) mod batch;
 pub(crate) mod copy;
-mod nodelay;
+pub(crate) mod nodelay;
 mod sink;
 pub(crate) mod tables;
 mod upkeep;

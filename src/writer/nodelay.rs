@@ -41,42 +41,75 @@ pub(crate) async fn set_nodelay(conn: &mut PgConnection, server_port: u16) -> bo
     set_on_socket(client, server_port)
 }
 
-/// Finds this process's TCP socket with local port `local` and peer port `peer` and sets
-/// `TCP_NODELAY` on it; only when exactly one socket matches (the same local port may serve
-/// connections to other hosts on the same port: then which is ours is not known).
+/// The descriptor of this process's TCP socket with local port `local` and peer port `peer`,
+/// when exactly one matches (the same local port may serve connections to other hosts on the
+/// same port: then which is ours is not known).
 #[cfg(target_os = "linux")]
-fn set_on_socket(local: u16, peer: u16) -> bool {
-    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
-        return false;
-    };
+fn our_socket(local: u16, peer: u16) -> Option<i32> {
+    let dir = std::fs::read_dir("/proc/self/fd").ok()?;
     let mut matching = dir.flatten().filter_map(|entry| {
         let fd = entry.file_name().to_str()?.parse::<i32>().ok()?;
         (socket_ports(fd) == Some((local, peer))).then_some(fd)
     });
     match (matching.next(), matching.next()) {
-        (Some(fd), None) => {
-            let on: libc::c_int = 1;
-            // SAFETY: `fd` is a plain integer (a closed or reused descriptor only makes the
-            // call fail or apply to that socket, both harmless); `on` outlives the call and
-            // its size is passed with it.
-            let rc = unsafe {
-                libc::setsockopt(
-                    fd,
-                    libc::IPPROTO_TCP,
-                    libc::TCP_NODELAY,
-                    (&raw const on).cast(),
-                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-                )
-            };
-            rc == 0
-        }
-        _ => false,
+        (Some(fd), None) => Some(fd),
+        _ => None,
     }
+}
+
+/// Sets `TCP_NODELAY` on [`our_socket`]; whether it was set.
+#[cfg(target_os = "linux")]
+fn set_on_socket(local: u16, peer: u16) -> bool {
+    our_socket(local, peer).is_some_and(|fd| {
+        let on: libc::c_int = 1;
+        // SAFETY: `fd` is a plain integer (a closed or reused descriptor only makes the call
+        // fail or apply to that socket, both harmless); `on` outlives the call and its size is
+        // passed with it.
+        let rc = unsafe {
+            libc::setsockopt(
+                fd,
+                libc::IPPROTO_TCP,
+                libc::TCP_NODELAY,
+                (&raw const on).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        rc == 0
+    })
 }
 
 #[cfg(not(target_os = "linux"))]
 fn set_on_socket(_local: u16, _peer: u16) -> bool {
     false
+}
+
+/// Whether this process's TCP socket with local port `local` and peer port `peer` has
+/// `TCP_NODELAY`; `None` when there is no single such socket (or off Linux). For the crate's
+/// tests, which check the writer's connections from outside.
+#[doc(hidden)]
+pub fn tcp_nodelay_of(local: u16, peer: u16) -> Option<bool> {
+    #[cfg(target_os = "linux")]
+    {
+        let fd = our_socket(local, peer)?;
+        let mut on: libc::c_int = 0;
+        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: as in `set_on_socket`; `on` and `len` are ours, `len` holds `on`'s size.
+        let rc = unsafe {
+            libc::getsockopt(
+                fd,
+                libc::IPPROTO_TCP,
+                libc::TCP_NODELAY,
+                (&raw mut on).cast(),
+                &raw mut len,
+            )
+        };
+        (rc == 0).then_some(on != 0)
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = (local, peer);
+        None
+    }
 }
 
 /// The local and peer ports of `fd` when it is a connected IPv4 or IPv6 TCP socket.
@@ -124,22 +157,6 @@ mod tests {
 
     use super::*;
 
-    fn nodelay(fd: i32) -> bool {
-        let mut on: libc::c_int = 0;
-        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-        // SAFETY: `on` and `len` are ours, `len` holds `on`'s size.
-        let rc = unsafe {
-            libc::getsockopt(
-                fd,
-                libc::IPPROTO_TCP,
-                libc::TCP_NODELAY,
-                (&raw mut on).cast(),
-                &raw mut len,
-            )
-        };
-        rc == 0 && on != 0
-    }
-
     #[test]
     fn finds_the_socket_by_its_ports_and_sets_the_option_on_it_alone() {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -148,12 +165,15 @@ mod tests {
         let b = TcpStream::connect(("127.0.0.1", server)).unwrap();
         let a_port = a.local_addr().unwrap().port();
         assert_eq!(socket_ports(a.as_raw_fd()), Some((a_port, server)));
-        assert!(!nodelay(a.as_raw_fd()) && !nodelay(b.as_raw_fd()));
+        let b_port = b.local_addr().unwrap().port();
+        assert_eq!(tcp_nodelay_of(a_port, server), Some(false));
+        assert_eq!(tcp_nodelay_of(b_port, server), Some(false));
 
         assert!(set_on_socket(a_port, server));
-        assert!(nodelay(a.as_raw_fd()));
-        assert!(
-            !nodelay(b.as_raw_fd()),
+        assert_eq!(tcp_nodelay_of(a_port, server), Some(true));
+        assert_eq!(
+            tcp_nodelay_of(b_port, server),
+            Some(false),
             "another connection to the server is left alone"
         );
         // No socket with these ports: nothing set.
