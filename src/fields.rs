@@ -8,6 +8,7 @@
 use std::fmt;
 
 use compact_str::{CompactString, ToCompactString};
+use smallvec::SmallVec;
 use tracing::field::{Field, Visit};
 
 use crate::sanitize::{TextLimits, clean_owned, clean_static};
@@ -315,20 +316,6 @@ impl Fields {
         self.get(slot).and_then(Val::as_bool)
     }
 
-    /// Approximate heap bytes, for the queue's byte budget.
-    pub fn approx_bytes(&self) -> usize {
-        fn val(v: &Val) -> usize {
-            match v {
-                Val::S(s) if s.is_heap_allocated() => s.capacity(),
-                _ => 0,
-            }
-        }
-        self.known.capacity() * std::mem::size_of::<(Slot, u8, Val)>()
-            + self.extra.capacity() * std::mem::size_of::<(&'static str, Val)>()
-            + self.known.iter().map(|(_, _, v)| val(v)).sum::<usize>()
-            + self.extra.iter().map(|(_, v)| val(v)).sum::<usize>()
-    }
-
     /// Whether the span carries token usage or cost.
     pub fn has_usage(&self) -> bool {
         self.has(Slot::PromptTokens) || self.has(Slot::CompletionTokens) || self.has(Slot::CostUsd)
@@ -350,6 +337,75 @@ impl Fields {
                 )
             })
             .collect()
+    }
+}
+
+/// A span's fields as queued when it closes: up to [`PACKED_INLINE`] entries stored inline, in
+/// the queued record's own allocation.
+///
+/// Why: the vectors of [`Fields`] are allocated on the application's thread while the span is
+/// open. Queued as they are, they would be freed on the writer's thread, and with glibc's
+/// allocator (and others with per-thread caches) such cross-thread frees take the allocating
+/// arena's lock and leave the application thread's cache empty, so every span's next
+/// allocation took the slow path and touched fresh pages. Packed, the vectors are freed on the
+/// thread that made them (and reused by its next span), and the writer gets one allocation
+/// per span. [`unpack`](Packed::unpack) rebuilds the [`Fields`] on the writer's thread.
+#[derive(Debug, Default)]
+pub(crate) struct Packed(SmallVec<[(Key, Val); PACKED_INLINE]>);
+
+/// Entries a [`Packed`] holds without an allocation of its own: the three or four fields of a
+/// typical span. More spill to the heap, as a vector did before.
+pub(crate) const PACKED_INLINE: usize = 4;
+
+/// Where a packed entry goes: a well-known slot (with its alias rank) or a metadata key.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Key {
+    Known(Slot, u8),
+    Extra(&'static str),
+}
+
+impl Fields {
+    /// Moves the entries into their queued form; the emptied vectors are freed here, on the
+    /// thread that allocated them.
+    pub fn pack(self) -> Packed {
+        let known = self
+            .known
+            .into_iter()
+            .map(|(s, r, v)| (Key::Known(s, r), v));
+        let extra = self.extra.into_iter().map(|(n, v)| (Key::Extra(n), v));
+        Packed(known.chain(extra).collect())
+    }
+}
+
+impl Packed {
+    /// The fields again, for mapping to columns (on the writer's thread).
+    pub fn unpack(self) -> Fields {
+        let mut f = Fields::default();
+        for (key, val) in self.0 {
+            match key {
+                Key::Known(slot, rank) => f.known.push((slot, rank, val)),
+                Key::Extra(name) => f.extra.push((name, val)),
+            }
+        }
+        f
+    }
+
+    /// Approximate heap bytes beyond the queued record itself, for the queue's byte budget.
+    pub fn approx_bytes(&self) -> usize {
+        let spilled = if self.0.spilled() {
+            self.0.capacity() * std::mem::size_of::<(Key, Val)>()
+        } else {
+            0
+        };
+        spilled
+            + self
+                .0
+                .iter()
+                .map(|(_, v)| match v {
+                    Val::S(s) if s.is_heap_allocated() => s.capacity(),
+                    _ => 0,
+                })
+                .sum::<usize>()
     }
 }
 
@@ -393,5 +449,49 @@ impl Visit for Collector<'_> {
         let text = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| format!("{value:?}")))
             .unwrap_or_else(|_| "[formatting panicked]".to_owned());
         self.0.put(field.name(), Val::S(text.into()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(extra: usize) -> Fields {
+        let mut f = Fields::default();
+        f.put("gen_ai.request.model", Val::S("alias".into()));
+        f.put("model", Val::S("gpt-4o-mini".into()));
+        f.put("prompt_tokens", Val::I(12));
+        for i in 0..extra {
+            let name: &'static str = ["route", "attempt", "score", "region", "tenant"][i];
+            f.put(name, Val::U(i as u64));
+        }
+        f
+    }
+
+    #[test]
+    fn packing_keeps_every_field_its_slot_and_its_rank() {
+        // Within the inline capacity, and spilled beyond it.
+        for extra in [0, 1, 5] {
+            let before = sample(extra);
+            let packed = before.clone().pack();
+            assert_eq!(packed.0.spilled(), 2 + extra > PACKED_INLINE, "{extra}");
+            let mut after = packed.unpack();
+            assert_eq!(after.known, before.known, "{extra}");
+            assert_eq!(after.extra, before.extra, "{extra}");
+            // The rank still decides: a lower-priority alias recorded later does not win.
+            after.put("llm.model_name", Val::S("late alias".into()));
+            assert_eq!(after.text(Slot::Model).as_deref(), Some("gpt-4o-mini"));
+        }
+    }
+
+    #[test]
+    fn packed_bytes_count_spilled_entries_and_long_text_only() {
+        let inline = sample(1).pack();
+        assert_eq!(inline.approx_bytes(), 0, "short text and inline entries");
+        let mut long = Fields::default();
+        long.put("query_text", Val::S("q".repeat(100).into()));
+        assert!(long.pack().approx_bytes() >= 100);
+        let spilled = sample(5).pack();
+        assert!(spilled.approx_bytes() >= 7 * std::mem::size_of::<(Key, Val)>());
     }
 }

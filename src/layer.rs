@@ -3,7 +3,7 @@
 //! The callbacks run on the application's threads, so they only capture, classify and queue:
 //! field values are formatted before any extensions lock is taken, no callback waits or
 //! panics, and nothing is done at all on the writer's own threads. A closed span inside a trace
-//! is queued raw ([`RawSpan`]) and mapped to its row by [`finish_span`] or [`encode_raw_span`]
+//! is queued raw ([`QueuedSpan`]) and mapped to its row by [`finish_span`] or [`encode_raw_span`]
 //! on the writer's thread.
 
 use std::any::TypeId;
@@ -22,7 +22,7 @@ use tracing_subscriber::registry::LookupSpan;
 use uuid::Uuid;
 
 use crate::context::{TraceContext, TraceId, TraceState};
-use crate::fields::{Collector, Fields, Slot, Val};
+use crate::fields::{Collector, Fields, Packed, Slot, Val};
 use crate::prices::PriceTable;
 use crate::provider::PostgresProvider;
 use crate::record::{
@@ -288,20 +288,26 @@ impl PostgresLayer {
             let (prompt, completion, cost, _) = self.usage(&data.fields);
             data.state.totals.add(prompt, completion, cost);
         }
-        let raw = RawSpan {
+        let rare = (data.error.is_some() || !data.events.is_empty() || data.events_dropped > 0)
+            .then(|| {
+                Box::new(Rare {
+                    error: data.error,
+                    events: data.events,
+                    events_dropped: data.events_dropped,
+                })
+            });
+        let queued = QueuedSpan {
             name,
             id: data.id,
             trace_id: data.trace_id,
             parent: data.parent,
             started_at: data.started_at,
             ended_at,
-            fields: data.fields,
-            error: data.error,
-            events: data.events,
-            events_dropped: data.events_dropped,
+            fields: data.fields.pack(),
+            rare,
             panicking: std::thread::panicking(),
         };
-        self.push(Record::Raw(Box::new(raw)));
+        self.push(Record::Raw(Box::new(queued)));
     }
 
     fn close_root(&self, name: &'static str, mut data: SpanData, counts: bool) {
@@ -484,8 +490,73 @@ impl PostgresLayer {
     }
 }
 
-/// A closed span inside a trace, as the layer queues it: its fields as captured, mapped to a
-/// row by [`finish_span`] on the writer's thread.
+/// A closed span inside a trace as it waits in the queue: one allocation, its fields packed
+/// (see [`Packed`] for why), what few spans have (an error, attached events) boxed apart.
+/// [`into_raw`](Self::into_raw) makes the [`RawSpan`] the writer maps to a row.
+#[derive(Debug)]
+pub(crate) struct QueuedSpan {
+    name: &'static str,
+    id: Uuid,
+    trace_id: Uuid,
+    parent: Option<Uuid>,
+    started_at: SystemTime,
+    ended_at: SystemTime,
+    fields: Packed,
+    rare: Option<Box<Rare>>,
+    panicking: bool,
+}
+
+/// What only some spans carry, kept out of [`QueuedSpan`] to keep it small.
+#[derive(Debug)]
+struct Rare {
+    error: Option<(String, Option<String>)>,
+    events: Vec<Value>,
+    events_dropped: u32,
+}
+
+impl QueuedSpan {
+    /// Approximate heap bytes, for the queue's byte budget.
+    pub(crate) fn approx_bytes(&self) -> usize {
+        let rare = self.rare.as_ref().map_or(0, |r| {
+            let error = r
+                .error
+                .as_ref()
+                .map_or(0, |(t, m)| t.len() + m.as_ref().map_or(0, String::len));
+            std::mem::size_of::<Rare>()
+                + error
+                + r.events.len() * 32
+                + r.events
+                    .iter()
+                    .map(crate::record::json_bytes)
+                    .sum::<usize>()
+        });
+        std::mem::size_of::<QueuedSpan>() + self.fields.approx_bytes() + rare
+    }
+
+    /// The span as the writer maps it (on the writer's thread).
+    pub(crate) fn into_raw(self) -> RawSpan {
+        let (error, events, events_dropped) = match self.rare {
+            Some(r) => (r.error, r.events, r.events_dropped),
+            None => (None, Vec::new(), 0),
+        };
+        RawSpan {
+            name: self.name,
+            id: self.id,
+            trace_id: self.trace_id,
+            parent: self.parent,
+            started_at: self.started_at,
+            ended_at: self.ended_at,
+            fields: self.fields.unpack(),
+            error,
+            events,
+            events_dropped,
+            panicking: self.panicking,
+        }
+    }
+}
+
+/// A closed span inside a trace, unpacked from its [`QueuedSpan`] on the writer's thread: its
+/// fields as captured, mapped to a row by [`finish_span`] or [`encode_raw_span`].
 #[derive(Debug)]
 pub(crate) struct RawSpan {
     name: &'static str,
@@ -500,25 +571,6 @@ pub(crate) struct RawSpan {
     events_dropped: u32,
     /// Whether the span closed while its thread panicked (known only on that thread).
     panicking: bool,
-}
-
-impl RawSpan {
-    /// Approximate heap bytes, for the queue's byte budget.
-    pub(crate) fn approx_bytes(&self) -> usize {
-        let error = self
-            .error
-            .as_ref()
-            .map_or(0, |(t, m)| t.len() + m.as_ref().map_or(0, String::len));
-        std::mem::size_of::<RawSpan>()
-            + self.fields.approx_bytes()
-            + error
-            + self.events.len() * 32
-            + self
-                .events
-                .iter()
-                .map(crate::record::json_bytes)
-                .sum::<usize>()
-    }
 }
 
 /// The span row of a closed span: fields mapped to columns, sanitised, the rest in metadata.

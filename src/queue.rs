@@ -139,12 +139,14 @@ impl Shared {
         match record {
             Record::Raw(raw) => {
                 let row = match self.layer.get() {
-                    Some((config, limits)) => crate::layer::finish_span(config, limits, *raw),
+                    Some((config, limits)) => {
+                        crate::layer::finish_span(config, limits, raw.into_raw())
+                    }
                     // Raw spans come only from a layer, which sets this first.
                     None => crate::layer::finish_span(
                         &crate::layer::LayerConfig::default(),
                         &crate::sanitize::TextLimits::default(),
-                        *raw,
+                        raw.into_raw(),
                     ),
                 };
                 Record::Span(Box::new(row))

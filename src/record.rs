@@ -565,7 +565,7 @@ pub(crate) enum Record {
     Document(Box<DocumentEventRow>),
     /// A closed span of the layer, not yet mapped to its row: the writer maps it (see
     /// [`finish_span`](crate::layer::finish_span)), so the caller's thread does not.
-    Raw(Box<crate::layer::RawSpan>),
+    Raw(Box<crate::layer::QueuedSpan>),
     /// A `log_llm_call` not yet mapped to its row: the writer maps it (see
     /// [`finish_llm`](crate::provider::finish_llm)).
     Llm(Box<crate::provider::RawLlmCall>),

@@ -71,7 +71,7 @@ impl Batch {
         match (record, shared.layer.get()) {
             (Record::Raw(raw), Some((config, limits))) if !config.span_starts => {
                 self.encoded_spans.push(|enc| {
-                    crate::layer::encode_raw_span(enc, config, limits, *raw);
+                    crate::layer::encode_raw_span(enc, config, limits, raw.into_raw());
                 });
             }
             (Record::Llm(raw), _) => {
