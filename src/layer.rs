@@ -297,15 +297,17 @@ impl PostgresLayer {
                 })
             });
         let queued = QueuedSpan {
-            name,
-            id: data.id,
-            trace_id: data.trace_id,
-            parent: data.parent,
-            started_at: data.started_at,
-            ended_at,
+            head: SpanHead {
+                name,
+                id: data.id,
+                trace_id: data.trace_id,
+                parent: data.parent,
+                started_at: data.started_at,
+                ended_at,
+                panicking: std::thread::panicking(),
+            },
             fields: data.fields.pack(),
             rare,
-            panicking: std::thread::panicking(),
         };
         self.push(Record::Raw(Box::new(queued)));
     }
@@ -495,14 +497,21 @@ impl PostgresLayer {
 /// [`into_raw`](Self::into_raw) makes the [`RawSpan`] the writer maps to a row.
 #[derive(Debug)]
 pub(crate) struct QueuedSpan {
+    head: SpanHead,
+    fields: Packed,
+    rare: Option<Box<Rare>>,
+}
+
+/// What a closed span is besides its fields: ids, name, clock readings.
+#[derive(Debug, Clone, Copy)]
+struct SpanHead {
     name: &'static str,
     id: Uuid,
     trace_id: Uuid,
     parent: Option<Uuid>,
     started_at: SystemTime,
     ended_at: SystemTime,
-    fields: Packed,
-    rare: Option<Box<Rare>>,
+    /// Whether the span closed while its thread panicked (known only on that thread).
     panicking: bool,
 }
 
@@ -540,17 +549,11 @@ impl QueuedSpan {
             None => (None, Vec::new(), 0),
         };
         RawSpan {
-            name: self.name,
-            id: self.id,
-            trace_id: self.trace_id,
-            parent: self.parent,
-            started_at: self.started_at,
-            ended_at: self.ended_at,
+            head: self.head,
             fields: self.fields.unpack(),
             error,
             events,
             events_dropped,
-            panicking: self.panicking,
         }
     }
 }
@@ -559,18 +562,11 @@ impl QueuedSpan {
 /// fields as captured, mapped to a row by [`finish_span`] or [`encode_raw_span`].
 #[derive(Debug)]
 pub(crate) struct RawSpan {
-    name: &'static str,
-    id: Uuid,
-    trace_id: Uuid,
-    parent: Option<Uuid>,
-    started_at: SystemTime,
-    ended_at: SystemTime,
+    head: SpanHead,
     fields: Fields,
     error: Option<(String, Option<String>)>,
     events: Vec<Value>,
     events_dropped: u32,
-    /// Whether the span closed while its thread panicked (known only on that thread).
-    panicking: bool,
 }
 
 /// The span row of a closed span: fields mapped to columns, sanitised, the rest in metadata.
@@ -603,16 +599,16 @@ pub(crate) fn encode_raw_span(
 fn span_columns(config: &LayerConfig, l: &TextLimits, raw: &RawSpan) -> SpanRow {
     let f = &raw.fields;
     let (started_at, ended_at) = (
-        DateTime::<Utc>::from(raw.started_at),
-        DateTime::<Utc>::from(raw.ended_at),
+        DateTime::<Utc>::from(raw.head.started_at),
+        DateTime::<Utc>::from(raw.head.ended_at),
     );
     let (prompt, completion, cost, cost_source) = usage(config, f);
-    let (status, error_type, error_message) = outcome(&raw.error, f, raw.panicking);
+    let (status, error_type, error_message) = outcome(&raw.error, f, raw.head.panicking);
     SpanRow {
-        id: raw.id,
-        trace_id: raw.trace_id,
-        parent_span_id: raw.parent,
-        name: clean_static(raw.name, l.label),
+        id: raw.head.id,
+        trace_id: raw.head.trace_id,
+        parent_span_id: raw.head.parent,
+        name: clean_static(raw.head.name, l.label),
         span_type: clean_cow(span_type(f).into_text(), l.label),
         started_at,
         ended_at: Some(ended_at),
