@@ -350,7 +350,7 @@ impl Fields {
 /// allocation took the slow path and touched fresh pages. Packed, the vectors are freed on the
 /// thread that made them (and reused by its next span), and the writer gets one allocation
 /// per span. [`unpack`](Packed::unpack) rebuilds the [`Fields`] on the writer's thread.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Packed(SmallVec<[(Key, Val); PACKED_INLINE]>);
 
 /// Entries a [`Packed`] holds without an allocation of its own: the three or four fields of a
@@ -358,9 +358,11 @@ pub(crate) struct Packed(SmallVec<[(Key, Val); PACKED_INLINE]>);
 pub(crate) const PACKED_INLINE: usize = 4;
 
 /// Where a packed entry goes: a well-known slot (with its alias rank) or a metadata key.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug)]
 pub(crate) enum Key {
+    /// A column's slot, and the rank of the alias it was recorded under.
     Known(Slot, u8),
+    /// A field kept in `metadata`, under its own name.
     Extra(&'static str),
 }
 
@@ -380,7 +382,15 @@ impl Fields {
 impl Packed {
     /// The fields again, for mapping to columns (on the writer's thread).
     pub fn unpack(self) -> Fields {
-        let mut f = Fields::default();
+        let known = self
+            .0
+            .iter()
+            .filter(|(k, _)| matches!(k, Key::Known(..)))
+            .count();
+        let mut f = Fields {
+            known: Vec::with_capacity(known),
+            extra: Vec::with_capacity(self.0.len() - known),
+        };
         for (key, val) in self.0 {
             match key {
                 Key::Known(slot, rank) => f.known.push((slot, rank, val)),

@@ -1,35 +1,105 @@
 //! Time-ordered ids (UUIDv7, RFC 9562) made from a clock reading the caller already has.
 //!
 //! `Uuid::now_v7` reads the clock itself and takes a process-wide mutex for its counter; uuid's
-//! thread-local `ContextV7` avoids the mutex but still cost about 60 ns an id here (128-bit
-//! timestamp arithmetic, and a fresh draw of random bits for the counter every millisecond).
-//! A span's id is made on the application's thread, so the layout is filled here with RFC 9562's
-//! "fixed-length dedicated counter" method (section 6.2, method 1), and uuid's `Builder` sets the
-//! version and variant:
+//! thread-local `ContextV7` avoids the mutex but still costs about 70 ns an id here (128-bit
+//! timestamp arithmetic and a `ChaCha` draw per id). A span's id is made on the application's
+//! thread, so the layout is filled here with RFC 9562's "fixed-length dedicated counter" method
+//! (section 6.2, method 1), and uuid's `Builder` sets the version and variant:
 //!
 //! - 48 bits: Unix milliseconds of the reading;
 //! - 12 bits (`rand_a`): a counter per thread and millisecond, starting at a random point in its
 //!   lower half, so ids made on one thread are strictly increasing;
-//! - 62 bits (`rand_b`): random, from the thread-local generator uuid itself uses (`rand`'s
-//!   `ThreadRng`), so ids made at once on different threads or processes stay unique.
+//! - 62 bits (`rand_b`): random, so ids made at once on different threads or processes stay
+//!   unique.
 //!
-//! More than the counter's room in one millisecond (2,048 ids at least) borrows the next
-//! millisecond, as does a clock that steps back: an id may then be ahead of its clock reading by
-//! a few milliseconds, never behind the thread's previous id.
+//! The random bits come from a small generator per thread (`rand`'s `SmallRng`), seeded from
+//! the operating system. It lives in a const thread-local with no destructor, so a span that
+//! closes while its thread's other thread-locals are being destroyed still gets an id instead
+//! of a panic (`rand::random` goes through a thread-local that panics then). A forked child
+//! inherits the forking thread's generator: the generator notes its process id and seeds
+//! afresh at the first new millisecond in another process, so parent and child share at most
+//! the ids of the millisecond of the fork (a child needs a layer built after the fork anyway:
+//! the writer's thread does not survive `fork`).
+//!
+//! A millisecond holding more ids than the counter's room (at least 2,049) borrows the next
+//! millisecond; a clock that steps back keeps the thread at its last millisecond until the
+//! clock catches up. An id's time can then be ahead of its clock reading by the step, plus a
+//! millisecond per 2,049 ids made meanwhile; it is never behind the thread's previous id.
 
 use std::cell::Cell;
+use std::hash::BuildHasher;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use rand::rngs::{SmallRng, SysRng};
+use rand::{Rng, SeedableRng};
 use uuid::{Builder, Uuid};
 
 /// The counter's largest value (12 bits).
 const COUNTER_MAX: u16 = 0x0FFF;
-/// A new millisecond's counter starts below this, leaving at least half its room.
+/// A new millisecond's counter starts at most at this, leaving at least half its room.
 const COUNTER_START_MASK: u16 = 0x07FF;
 
+/// This thread's id state.
+struct Generator {
+    /// The millisecond of the thread's last id.
+    last_ms: u64,
+    /// The counter within `last_ms`.
+    counter: u16,
+    /// The source of the random bits.
+    rng: SmallRng,
+    /// The process that seeded `rng` (a forked child must not repeat its parent's draws).
+    pid: u32,
+}
+
+impl Generator {
+    /// A generator seeded from the operating system; where that fails, from a per-thread
+    /// hash key and the clock (unique enough for ids, never a panic).
+    fn seeded() -> Self {
+        let rng = SmallRng::try_from_rng(&mut SysRng).unwrap_or_else(|_| {
+            let nanos = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_nanos();
+            SmallRng::seed_from_u64(std::hash::RandomState::new().hash_one(nanos))
+        });
+        Self {
+            last_ms: 0,
+            counter: 0,
+            rng,
+            pid: std::process::id(),
+        }
+    }
+
+    /// The millisecond and counter of the next id for a clock reading of `now_ms`.
+    fn next(&mut self, now_ms: u64) -> (u64, u16) {
+        if now_ms > self.last_ms {
+            // Once per millisecond, so the system call costs nothing noticeable.
+            if std::process::id() != self.pid {
+                *self = Self {
+                    last_ms: self.last_ms,
+                    ..Self::seeded()
+                };
+            }
+            self.last_ms = now_ms;
+            self.counter = self.fresh_counter();
+        } else if self.counter < COUNTER_MAX {
+            self.counter += 1;
+        } else {
+            self.last_ms = self.last_ms.saturating_add(1);
+            self.counter = self.fresh_counter();
+        }
+        (self.last_ms, self.counter)
+    }
+
+    fn fresh_counter(&mut self) -> u16 {
+        (self.rng.next_u32() as u16) & COUNTER_START_MASK
+    }
+}
+
 thread_local! {
-    /// The millisecond of this thread's last id, and the counter within it.
-    static LAST: Cell<(u64, u16)> = const { Cell::new((0, 0)) };
+    /// `None` until the thread's first id. Const-initialised and without a destructor: see the
+    /// module's documentation.
+    static GENERATOR: Cell<Option<Generator>> = const { Cell::new(None) };
 }
 
 /// A UUIDv7 for the time `at` (a clock reading before 1970 counts as 1970).
@@ -39,22 +109,10 @@ pub(crate) fn v7_at(at: SystemTime) -> Uuid {
         .as_secs()
         .saturating_mul(1_000)
         .saturating_add(u64::from(since.subsec_millis()));
-    let random: u64 = rand::random();
-    let (ms, counter) = LAST.with(|last| {
-        let (last_ms, last_counter) = last.get();
-        // The counter's random start comes from bits the random tail does not use (its top
-        // two are overwritten by the variant).
-        let fresh = (random >> 48) as u16 & COUNTER_START_MASK;
-        let next = if now_ms > last_ms {
-            (now_ms, fresh)
-        } else if last_counter < COUNTER_MAX {
-            (last_ms, last_counter + 1)
-        } else {
-            (last_ms.saturating_add(1), fresh)
-        };
-        last.set(next);
-        next
-    });
+    let mut generator = GENERATOR.take().unwrap_or_else(Generator::seeded);
+    let (ms, counter) = generator.next(now_ms);
+    let random = generator.rng.next_u64();
+    GENERATOR.set(Some(generator));
     let mut bytes = [0u8; 10];
     // The version takes the top four bits of the first byte, left clear by a 12-bit counter.
     bytes[..2].copy_from_slice(&counter.to_be_bytes());
@@ -130,5 +188,71 @@ mod tests {
         // A later reading starts from its own millisecond again.
         let later = v7_at(at + Duration::from_millis(10));
         assert_eq!(ms(&later), 1_800_000_000_010);
+    }
+
+    #[test]
+    fn ids_are_made_while_the_threads_locals_are_being_destroyed() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        static MADE: AtomicBool = AtomicBool::new(false);
+        // Like a span guard kept in a thread-local: it closes during the thread's teardown.
+        struct MakesAnIdOnDrop;
+        impl Drop for MakesAnIdOnDrop {
+            fn drop(&mut self) {
+                let id = v7_at(SystemTime::now());
+                MADE.store(id.get_version_num() == 7, Ordering::SeqCst);
+            }
+        }
+        thread_local! {
+            static GUARD: MakesAnIdOnDrop = const { MakesAnIdOnDrop };
+        }
+        std::thread::spawn(|| {
+            GUARD.with(|_| {});
+            let _ = v7_at(SystemTime::now());
+        })
+        .join()
+        .unwrap();
+        assert!(
+            MADE.load(Ordering::SeqCst),
+            "an id was made in the destructor"
+        );
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_forked_child_does_not_repeat_its_parents_ids() {
+        let at = SystemTime::now();
+        // Seeds this thread's generator, which the child inherits.
+        let _ = v7_at(at);
+        let later = at + Duration::from_millis(5);
+        let mut fds = [0 as libc::c_int; 2];
+        // SAFETY: `pipe` writes two descriptors into the array it is given.
+        assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+        // SAFETY: the child only makes an id (no allocation, no lock), writes it and exits.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0, "fork failed");
+        if pid == 0 {
+            let id = v7_at(later);
+            // SAFETY: writes the id's 16 bytes to the pipe, then ends the child at once.
+            unsafe {
+                libc::write(fds[1], id.as_bytes().as_ptr().cast(), 16);
+                libc::_exit(0);
+            }
+        }
+        let parent = v7_at(later);
+        let mut child = [0u8; 16];
+        // SAFETY: reads at most 16 bytes into a 16-byte buffer; waits for the child it forked.
+        let read = unsafe {
+            let n = libc::read(fds[0], child.as_mut_ptr().cast(), 16);
+            libc::waitpid(pid, std::ptr::null_mut(), 0);
+            libc::close(fds[0]);
+            libc::close(fds[1]);
+            n
+        };
+        assert_eq!(read, 16);
+        let child = Uuid::from_bytes(child);
+        assert_eq!(child.get_version_num(), 7);
+        // Without the reseed both draw from the same state: the same id, to the bit.
+        assert_ne!(parent, child);
+        assert_ne!(parent.as_u64_pair().1, child.as_u64_pair().1);
     }
 }

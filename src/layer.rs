@@ -288,6 +288,29 @@ impl PostgresLayer {
             let (prompt, completion, cost, _) = self.usage(&data.fields);
             data.state.totals.add(prompt, completion, cost);
         }
+        let head = SpanHead {
+            name,
+            id: data.id,
+            trace_id: data.trace_id,
+            parent: data.parent,
+            started_at: data.started_at,
+            ended_at,
+            panicking: std::thread::panicking(),
+        };
+        if self.provider.handle.privacy.is_active() {
+            // The privacy settings see the finished row here, before it is queued: no point
+            // packing the fields only to unpack them on this same thread.
+            let raw = RawSpan {
+                head,
+                fields: data.fields,
+                error: data.error,
+                events: data.events,
+                events_dropped: data.events_dropped,
+            };
+            let row = finish_span(&self.config, self.limits(), raw);
+            self.push(Record::Span(Box::new(row)));
+            return;
+        }
         let rare = (data.error.is_some() || !data.events.is_empty() || data.events_dropped > 0)
             .then(|| {
                 Box::new(Rare {
@@ -297,15 +320,7 @@ impl PostgresLayer {
                 })
             });
         let queued = QueuedSpan {
-            head: SpanHead {
-                name,
-                id: data.id,
-                trace_id: data.trace_id,
-                parent: data.parent,
-                started_at: data.started_at,
-                ended_at,
-                panicking: std::thread::panicking(),
-            },
+            head,
             fields: data.fields.pack(),
             rare,
         };
@@ -498,18 +513,26 @@ impl PostgresLayer {
 #[derive(Debug)]
 pub(crate) struct QueuedSpan {
     head: SpanHead,
+    /// The fields as captured, packed on the span's thread.
     fields: Packed,
+    /// An error or attached events; `None` for most spans.
     rare: Option<Box<Rare>>,
 }
 
 /// What a closed span is besides its fields: ids, name, clock readings.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug)]
 struct SpanHead {
+    /// The span's name, from its callsite.
     name: &'static str,
+    /// The span's row id.
     id: Uuid,
+    /// The trace (root span) it belongs to.
     trace_id: Uuid,
+    /// The parent span's row id; `None` directly under the root.
     parent: Option<Uuid>,
+    /// The clock at the span's start, as read (converted to a date by the writer).
     started_at: SystemTime,
+    /// The clock at its close, as read.
     ended_at: SystemTime,
     /// Whether the span closed while its thread panicked (known only on that thread).
     panicking: bool,
@@ -518,8 +541,11 @@ struct SpanHead {
 /// What only some spans carry, kept out of [`QueuedSpan`] to keep it small.
 #[derive(Debug)]
 struct Rare {
+    /// The error type and message of an error event.
     error: Option<(String, Option<String>)>,
+    /// Events attached to the span, as JSON.
     events: Vec<Value>,
+    /// Events past the per-span limit, counted only.
     events_dropped: u32,
 }
 
@@ -563,9 +589,13 @@ impl QueuedSpan {
 #[derive(Debug)]
 pub(crate) struct RawSpan {
     head: SpanHead,
+    /// The fields, unpacked.
     fields: Fields,
+    /// The error type and message of an error event.
     error: Option<(String, Option<String>)>,
+    /// Events attached to the span, as JSON.
     events: Vec<Value>,
+    /// Events past the per-span limit, counted only.
     events_dropped: u32,
 }
 

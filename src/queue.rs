@@ -138,17 +138,16 @@ impl Shared {
     pub fn finish(&self, record: Record) -> Record {
         match record {
             Record::Raw(raw) => {
-                let row = match self.layer.get() {
-                    Some((config, limits)) => {
-                        crate::layer::finish_span(config, limits, raw.into_raw())
+                // Raw spans come only from a layer, which sets its options first.
+                let default;
+                let (config, limits) = match self.layer.get() {
+                    Some((config, limits)) => (&**config, limits),
+                    None => {
+                        default = Default::default();
+                        (&default, &self.limits)
                     }
-                    // Raw spans come only from a layer, which sets this first.
-                    None => crate::layer::finish_span(
-                        &crate::layer::LayerConfig::default(),
-                        &crate::sanitize::TextLimits::default(),
-                        raw.into_raw(),
-                    ),
                 };
+                let row = crate::layer::finish_span(config, limits, raw.into_raw());
                 Record::Span(Box::new(row))
             }
             Record::Llm(raw) => {

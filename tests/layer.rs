@@ -356,6 +356,59 @@ async fn error_events_and_error_fields_set_error_status() {
     );
 }
 
+/// With a redaction hook, a span's row is finished on the thread that closes it and the hook
+/// sees every text of it there, before it is queued: columns, metadata, the error, events.
+#[tokio::test]
+async fn a_redaction_hook_sees_the_layers_spans_on_the_closing_thread() {
+    use std::sync::{Arc, Mutex};
+    let threads = Arc::new(Mutex::new(Vec::new()));
+    let seen = Arc::clone(&threads);
+    let (db, _layer, guard, dispatch) = setup(move |b| {
+        b.redact(move |_kind, text: &mut String| {
+            seen.lock().unwrap().push(std::thread::current().id());
+            if text.contains("secret") {
+                *text = "[redacted]".to_owned();
+            }
+        })
+    })
+    .await;
+    tracing::dispatcher::with_default(&dispatch, || {
+        let root = tracing::info_span!("root");
+        let _r = root.enter();
+        let _s = tracing::info_span!(
+            "retrieve",
+            span_type = "retrieval",
+            query_text = "a secret query",
+            note = "a secret note",
+            top_k = 5_i64
+        )
+        .entered();
+        tracing::warn!(detail = "a secret detail", "slow index");
+        tracing::error!("a secret failure");
+    });
+    assert!(guard.flush(FLUSH));
+    let r = span_by_name(&db.pool, "retrieve").await;
+    assert_eq!(
+        r.get::<Option<String>, _>("query_text").as_deref(),
+        Some("[redacted]")
+    );
+    assert_eq!(
+        r.get::<Option<String>, _>("error_message").as_deref(),
+        Some("[redacted]")
+    );
+    let meta: serde_json::Value = r.get("metadata");
+    assert_eq!(meta["note"], json!("[redacted]"), "{meta}");
+    assert_eq!(meta["top_k"], json!(5), "{meta}");
+    assert_eq!(meta["events"][0]["detail"], json!("[redacted]"), "{meta}");
+    assert!(!meta.to_string().contains("secret"), "{meta}");
+    let threads = threads.lock().unwrap();
+    assert!(!threads.is_empty());
+    assert!(
+        threads.iter().all(|t| *t == std::thread::current().id()),
+        "the hook ran on the span's own thread"
+    );
+}
+
 #[tokio::test]
 async fn other_events_are_attached_within_a_bound() {
     let (db, _layer, guard, dispatch) = setup(|b| {
