@@ -110,12 +110,16 @@ pub(crate) struct SpanData {
     /// A span below this one (or an explicit call made in it) reported token usage: this
     /// span's own usage is then not added to the trace (see the roll-up rule).
     pub(crate) usage_below: bool,
-    error: Option<(String, Option<String>)>,
-    events: Vec<Value>,
-    events_dropped: u32,
+    /// An error or attached events: boxed, since most spans have neither.
+    rare: Option<Box<Rare>>,
 }
 
 impl SpanData {
+    /// The span's error and events, made on first use.
+    fn rare(&mut self) -> &mut Rare {
+        self.rare.get_or_insert_with(Box::default)
+    }
+
     /// The context explicit calls made inside this span use.
     fn context(&self) -> TraceContext {
         TraceContext {
@@ -267,8 +271,11 @@ impl PostgresLayer {
         metadata(
             self.limits(),
             &mut data.fields,
-            std::mem::take(&mut data.events),
-            data.events_dropped,
+            data.rare
+                .as_mut()
+                .map(|r| std::mem::take(&mut r.events))
+                .unwrap_or_default(),
+            data.rare.as_ref().map_or(0, |r| r.events_dropped),
         )
     }
 
@@ -300,29 +307,22 @@ impl PostgresLayer {
         if self.provider.handle.privacy.is_active() {
             // The privacy settings see the finished row here, before it is queued: no point
             // packing the fields only to unpack them on this same thread.
+            let (error, events, events_dropped) = Rare::split(data.rare);
             let raw = RawSpan {
                 head,
                 fields: data.fields,
-                error: data.error,
-                events: data.events,
-                events_dropped: data.events_dropped,
+                error,
+                events,
+                events_dropped,
             };
             let row = finish_span(&self.config, self.limits(), raw);
             self.push(Record::Span(Box::new(row)));
             return;
         }
-        let rare = (data.error.is_some() || !data.events.is_empty() || data.events_dropped > 0)
-            .then(|| {
-                Box::new(Rare {
-                    error: data.error,
-                    events: data.events,
-                    events_dropped: data.events_dropped,
-                })
-            });
         let queued = QueuedSpan {
             head,
             fields: data.fields.pack(),
-            rare,
+            rare: data.rare,
         };
         self.push(Record::Raw(Box::new(queued)));
     }
@@ -335,8 +335,9 @@ impl PostgresLayer {
             data.state.totals.add(prompt, completion, cost);
         }
         let mut row = self.trace_row(name, &data, Some(now));
+        let error = data.rare.as_mut().and_then(|r| r.error.take());
         let (status, error_type, error_message) =
-            outcome(&data.error, &data.fields, std::thread::panicking());
+            outcome(&error, &data.fields, std::thread::panicking());
         row.status = status;
         row.error_type = error_type.map(|s| clean_text(&s, l.label));
         row.error_message = error_message.map(|s| clean_owned(s, l.error_message));
@@ -538,15 +539,28 @@ struct SpanHead {
     panicking: bool,
 }
 
-/// What only some spans carry, kept out of [`QueuedSpan`] to keep it small.
-#[derive(Debug)]
+/// An error reported in a span: its type, and its message if any.
+type SpanError = (String, Option<String>);
+
+/// What only some spans carry, kept out of [`SpanData`] and [`QueuedSpan`] to keep them small.
+#[derive(Debug, Default)]
 struct Rare {
     /// The error type and message of an error event.
-    error: Option<(String, Option<String>)>,
+    error: Option<SpanError>,
     /// Events attached to the span, as JSON.
     events: Vec<Value>,
     /// Events past the per-span limit, counted only.
     events_dropped: u32,
+}
+
+impl Rare {
+    /// The error, the events and the count of events left out; nothing for a span without.
+    fn split(rare: Option<Box<Rare>>) -> (Option<SpanError>, Vec<Value>, u32) {
+        match rare {
+            Some(r) => (r.error, r.events, r.events_dropped),
+            None => (None, Vec::new(), 0),
+        }
+    }
 }
 
 impl QueuedSpan {
@@ -570,10 +584,7 @@ impl QueuedSpan {
 
     /// The span as the writer maps it (on the writer's thread).
     pub(crate) fn into_raw(self) -> RawSpan {
-        let (error, events, events_dropped) = match self.rare {
-            Some(r) => (r.error, r.events, r.events_dropped),
-            None => (None, Vec::new(), 0),
-        };
+        let (error, events, events_dropped) = Rare::split(self.rare);
         RawSpan {
             head: self.head,
             fields: self.fields.unpack(),
@@ -592,7 +603,7 @@ pub(crate) struct RawSpan {
     /// The fields, unpacked.
     fields: Fields,
     /// The error type and message of an error event.
-    error: Option<(String, Option<String>)>,
+    error: Option<SpanError>,
     /// Events attached to the span, as JSON.
     events: Vec<Value>,
     /// Events past the per-span limit, counted only.
@@ -806,7 +817,7 @@ fn document_status(s: &str) -> Option<DocumentEventStatus> {
 
 /// Status and error of a closing span; a span closed while its thread panics is an error.
 fn outcome(
-    error: &Option<(String, Option<String>)>,
+    error: &Option<SpanError>,
     fields: &Fields,
     panicking: bool,
 ) -> (Status, Option<String>, Option<String>) {
@@ -980,9 +991,7 @@ where
             session_id,
             kb_id,
             usage_below: false,
-            error: None,
-            events: Vec::new(),
-            events_dropped: 0,
+            rare: None,
         };
         data.apply_ids(&fields);
         data.fields = fields;
@@ -1047,7 +1056,7 @@ where
                     .or_else(|| fields.text(Slot::Message));
                 let mut ext = span.extensions_mut();
                 if let Some(data) = ext.get_mut::<SpanData>() {
-                    data.error = Some((ty, msg));
+                    data.rare().error = Some((ty, msg));
                 }
             }
             EventKind::Attach => {
@@ -1058,8 +1067,9 @@ where
                 let Some(data) = ext.get_mut::<SpanData>() else {
                     return;
                 };
-                if data.events.len() >= max {
-                    data.events_dropped = data.events_dropped.saturating_add(1);
+                let rare = data.rare();
+                if rare.events.len() >= max {
+                    rare.events_dropped = rare.events_dropped.saturating_add(1);
                     return;
                 }
                 let mut obj = Map::new();
@@ -1073,7 +1083,7 @@ where
                     );
                 }
                 obj.extend(fields.take_extra_json(self.limits()));
-                data.events.push(Value::Object(obj));
+                rare.events.push(Value::Object(obj));
             }
             EventKind::Ignore => {}
         }
