@@ -91,6 +91,7 @@ impl Generator {
         (self.last_ms, self.counter)
     }
 
+    /// A new millisecond's counter: random, in the lower half of its room.
     fn fresh_counter(&mut self) -> u16 {
         (self.rng.next_u32() as u16) & COUNTER_START_MASK
     }

@@ -266,19 +266,6 @@ impl PostgresLayer {
         }
     }
 
-    /// The span's metadata: fields without a column, attached events, ids that were not UUIDs.
-    fn metadata(&self, data: &mut SpanData) -> Value {
-        metadata(
-            self.limits(),
-            &mut data.fields,
-            data.rare
-                .as_mut()
-                .map(|r| std::mem::take(&mut r.events))
-                .unwrap_or_default(),
-            data.rare.as_ref().map_or(0, |r| r.events_dropped),
-        )
-    }
-
     /// Tokens and cost (micro-dollars, with its source) the span reports.
     fn usage(&self, f: &Fields) -> (Option<i64>, Option<i64>, Option<i64>, Option<&'static str>) {
         usage(&self.config, f)
@@ -335,7 +322,7 @@ impl PostgresLayer {
             data.state.totals.add(prompt, completion, cost);
         }
         let mut row = self.trace_row(name, &data, Some(now));
-        let error = data.rare.as_mut().and_then(|r| r.error.take());
+        let (error, events, events_dropped) = Rare::split(data.rare.take());
         let (status, error_type, error_message) =
             outcome(&error, &data.fields, std::thread::panicking());
         row.status = status;
@@ -347,7 +334,7 @@ impl PostgresLayer {
         row.total_tokens = Some(p.saturating_add(c));
         // A sum of valid costs can still exceed numeric(10,6): stored NULL then.
         row.total_cost_micros = cost.and_then(money_in_range);
-        let mut metadata = self.metadata(&mut data);
+        let mut metadata = metadata(&l, &mut data.fields, events, events_dropped);
         // The root's own typed fields have no column in `traces`: keep them in metadata.
         if let (Value::Object(m), Some(model)) = (&mut metadata, data.fields.text(Slot::Model)) {
             m.insert(
