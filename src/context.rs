@@ -70,8 +70,8 @@ impl fmt::Debug for TraceId {
 
 impl fmt::Display for SpanId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let hex = self.0.simple().to_string();
-        f.write_str(&hex[16..])
+        let mut buf = [0u8; 32];
+        f.write_str(&self.0.simple().encode_lower(&mut buf)[16..])
     }
 }
 

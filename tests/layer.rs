@@ -85,12 +85,21 @@ async fn root_span_becomes_a_trace_and_nested_spans_keep_their_parents() {
         json!({"route": "/chat"})
     );
     let trace_id: Uuid = t.get("id");
+    // The W3C forms of the ids, written by the writer.
+    assert_eq!(
+        t.get::<String, _>("trace_id"),
+        trace_id.simple().to_string()
+    );
 
     let retrieve = span_by_name(&db.pool, "retrieve").await;
     let embed = span_by_name(&db.pool, "embed").await;
     let custom = span_by_name(&db.pool, "my_step").await;
     for s in [&retrieve, &embed, &custom] {
         assert_eq!(s.get::<Uuid, _>("trace_id"), trace_id);
+        assert_eq!(
+            s.get::<String, _>("span_id"),
+            s.get::<Uuid, _>("id").simple().to_string()[16..]
+        );
         assert_eq!(s.get::<String, _>("status"), "success");
         assert!(s.get::<Option<f64>, _>("duration_ms").is_some());
     }

@@ -512,3 +512,89 @@ async fn span_indexes_leave_out_rows_without_a_parent_and_still_serve_lookups_by
         "{plan:#?}"
     );
 }
+
+/// The name, definition and `reloptions` of every index of `spans` and its partitions whose
+/// definition contains `shape`.
+async fn span_indexes(pool: &PgPool, shape: &str) -> Vec<(String, String, Option<Vec<String>>)> {
+    sqlx::query_as(
+        "SELECT c.relname::text, pg_get_indexdef(i.indexrelid), c.reloptions FROM pg_index i \
+         JOIN pg_class c ON c.oid = i.indexrelid \
+         JOIN pg_class t ON t.oid = i.indrelid \
+         JOIN pg_namespace n ON n.oid = t.relnamespace \
+         WHERE n.nspname = 'observability' AND t.relname LIKE 'spans%' \
+           AND pg_get_indexdef(i.indexrelid) LIKE '%' || $1 || '%' ORDER BY 1",
+    )
+    .bind(shape)
+    .fetch_all(pool)
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn the_type_index_leaves_out_internal_spans_and_still_serves_lookups_of_a_type() {
+    let db = fresh_db().await;
+    // A partition made after the migration, as the writer's upkeep makes them.
+    let later = today() + TimeDelta::days(20);
+    partitions::create(
+        &db.pool,
+        later,
+        later + TimeDelta::days(1),
+        PartitionStep::Day,
+    )
+    .await
+    .unwrap();
+    for (shape, filter) in [
+        (
+            "(span_type, started_at)",
+            "WHERE (span_type <> 'internal'::text)",
+        ),
+        ("(model, started_at)", "WHERE (model IS NOT NULL)"),
+    ] {
+        let indexes = span_indexes(&db.pool, shape).await;
+        // The partitioned index, the DEFAULT partition's, and one per day from yesterday to
+        // three days ahead, and the later one.
+        assert!(indexes.len() >= 7, "{shape}: {indexes:?}");
+        assert!(
+            indexes
+                .iter()
+                .any(|(name, ..)| name.contains(&later.format("%Y%m%d").to_string())),
+            "{shape}: {indexes:?}"
+        );
+        for (name, def, options) in &indexes {
+            assert!(def.ends_with(filter), "{def}");
+            assert_eq!(
+                options.as_deref(),
+                Some(&["deduplicate_items=off".to_owned()][..]),
+                "{name}"
+            );
+        }
+    }
+
+    let plan = |sql: &'static str| {
+        let pool = db.pool.clone();
+        async move {
+            let mut tx = pool.begin().await.unwrap();
+            sqlx::query("SET LOCAL enable_seqscan = off")
+                .execute(&mut *tx)
+                .await
+                .unwrap();
+            let plan: Vec<String> = sqlx::query_scalar(AssertSqlSafe(sql))
+                .fetch_all(&mut *tx)
+                .await
+                .unwrap();
+            plan.join("\n")
+        }
+    };
+    let typed = plan(
+        "EXPLAIN SELECT id FROM observability.spans WHERE span_type = 'llm' \
+         AND started_at >= now() - interval '1 day' ORDER BY started_at DESC LIMIT 20",
+    )
+    .await;
+    assert!(typed.contains("span_type_started_at_idx"), "{typed}");
+    let internal = plan(
+        "EXPLAIN SELECT id FROM observability.spans WHERE span_type = 'internal' \
+         AND started_at >= now() - interval '1 day'",
+    )
+    .await;
+    assert!(!internal.contains("span_type_started_at_idx"), "{internal}");
+}

@@ -48,7 +48,7 @@ pub struct Message {
 }
 
 static SELECT: LazyLock<String> =
-    LazyLock::new(|| select_list(ChatMessageRow::COLUMNS, &["created_at"]));
+    LazyLock::new(|| select_list(ChatMessageRow::COLUMNS, &["created_at"], &[]));
 
 /// The messages of a chat session in turn order (messages without a turn number last, by
 /// time), with their sources and citations.

@@ -67,8 +67,13 @@ pub struct DocumentStep {
     pub metadata: Value,
 }
 
-static SELECT: LazyLock<String> =
-    LazyLock::new(|| select_list(DocumentEventRow::COLUMNS, &["started_at", "completed_at"]));
+static SELECT: LazyLock<String> = LazyLock::new(|| {
+    select_list(
+        DocumentEventRow::COLUMNS,
+        &["started_at", "completed_at"],
+        &[],
+    )
+});
 
 /// Every step of a document's ingestion, in time order.
 pub async fn document_timeline(

@@ -39,11 +39,13 @@ pub use documents::{DocumentStep, document_timeline};
 pub use traces::{Cursor, Page, Span, Trace, TraceFilter, TraceTree, recent_traces, trace_tree};
 pub use usage::{Bucket, Usage, UsageBy, UsageQuery, usage};
 
-/// A select list: the columns, with each timestamp column clamped to years 1 to 9999, so a
-/// hand-written `infinity` in the table reads as a far date instead of failing to decode.
-fn select_list(columns: &[&str], timestamps: &[&str]) -> String {
+/// A select list: the columns but those in `skip`, with each timestamp column clamped to years
+/// 1 to 9999, so a hand-written `infinity` in the table reads as a far date instead of failing
+/// to decode.
+fn select_list(columns: &[&str], timestamps: &[&str], skip: &[&str]) -> String {
     columns
         .iter()
+        .filter(|c| !skip.contains(c))
         .map(|c| {
             if timestamps.contains(c) {
                 format!(
@@ -81,8 +83,12 @@ mod tests {
     }
 
     #[test]
-    fn timestamp_columns_are_clamped_and_others_kept() {
-        let s = select_list(&["id", "started_at"], &["started_at"]);
+    fn timestamp_columns_are_clamped_skipped_ones_left_out_and_others_kept() {
+        let s = select_list(
+            &["id", "span_id", "started_at"],
+            &["started_at"],
+            &["span_id"],
+        );
         assert!(s.starts_with("id, least(greatest(started_at,"));
         assert!(s.ends_with("AS started_at"));
     }

@@ -142,11 +142,17 @@ impl Span {
     }
 }
 
-/// The columns the writer writes are the columns read back.
-static TRACE_SELECT: LazyLock<String> =
-    LazyLock::new(|| select_list(TraceRow::COLUMNS, &["started_at", "ended_at"]));
+/// The columns the writer writes are the columns read back, but the W3C forms of the ids (the
+/// `Uuid` read back has them).
+static TRACE_SELECT: LazyLock<String> = LazyLock::new(|| {
+    select_list(
+        TraceRow::COLUMNS,
+        &["started_at", "ended_at"],
+        &["trace_id"],
+    )
+});
 static SPAN_SELECT: LazyLock<String> =
-    LazyLock::new(|| select_list(SpanRow::COLUMNS, &["started_at", "ended_at"]));
+    LazyLock::new(|| select_list(SpanRow::COLUMNS, &["started_at", "ended_at"], &["span_id"]));
 
 /// A trace and its spans.
 #[derive(Debug, Clone, PartialEq)]

@@ -97,6 +97,14 @@ impl CopyEncoder {
         }
     }
 
+    /// The last `digits` of `v`'s 32 lowercase hex digits, as text: the W3C trace id (32) or
+    /// span id (16) form of an id, which the server stored as a generated column before.
+    pub fn uuid_hex(&mut self, v: Uuid, digits: usize) {
+        let mut buf = [0u8; 32];
+        let hex = v.simple().encode_lower(&mut buf);
+        self.text(&hex[hex.len().saturating_sub(digits)..]);
+    }
+
     pub fn text(&mut self, v: &str) {
         self.field(v.as_bytes());
     }

@@ -80,6 +80,7 @@ fn status_text(s: Option<&Status>) -> &str {
 impl CopyRow for TraceRow {
     const COLUMNS: &'static [&'static str] = &[
         "id",
+        "trace_id",
         "name",
         "operation_type",
         "user_id",
@@ -100,6 +101,7 @@ impl CopyRow for TraceRow {
 
     fn encode(&self, e: &mut CopyEncoder) {
         e.uuid(self.id);
+        e.uuid_hex(self.id, 32);
         e.text(&self.name);
         e.text(&self.operation_type);
         e.opt_uuid(self.user_id);
@@ -130,6 +132,7 @@ impl CopyRow for SpanRow {
         "id",
         "trace_id",
         "parent_span_id",
+        "span_id",
         "name",
         "span_type",
         "started_at",
@@ -174,6 +177,7 @@ impl SpanRow {
         e.uuid(self.id);
         e.uuid(self.trace_id);
         e.opt_uuid(self.parent_span_id);
+        e.uuid_hex(self.id, 16);
         e.text(&self.name);
         e.text(&self.span_type);
         e.ts(self.started_at);
