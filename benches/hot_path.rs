@@ -21,7 +21,9 @@
 //!
 //! Criterion's estimates only reach its output files, so each configuration is also timed with
 //! a plain loop (median of several runs) and the figures are printed as `SUMMARY {json}`,
-//! together with criterion's medians when its files of this run are found.
+//! together with criterion's medians when its files of this run are found. The loops also
+//! report the measuring thread's CPU time per iteration: the wall time less what the writer,
+//! the server and anything else on the machine took of its core meanwhile.
 //!
 //! ```sh
 //! DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres cargo bench --bench hot_path
@@ -59,6 +61,10 @@ use tracing_postgres::{
 };
 use tracing_subscriber::layer::Identity;
 use tracing_subscriber::prelude::*;
+
+#[path = "support/thread_cpu.rs"]
+mod thread_cpu;
+use thread_cpu::thread_cpu_ns;
 
 const SUBSCRIBERS: [&str; 4] = ["registry", "pg_layer", "otel", "fmt_sink"];
 
@@ -327,8 +333,9 @@ fn percentile(sorted: &[u64], p: f64) -> u64 {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
 
-/// Nanoseconds per iteration of `work` under each dispatch: the median of `runs` timed runs
-/// of `iters` iterations each. The subscribers take turns run by run, so a change in the
+/// Wall and CPU nanoseconds per iteration of `work` under each dispatch (the calling thread's
+/// CPU time: the wall time less what other threads and processes took of its core): the
+/// medians of `runs` timed runs of `iters` iterations each. The subscribers take turns run by run, so a change in the
 /// machine's load during the loops touches them all alike. Each run is in a root span of its
 /// own, its first preceded by a warm-up of a tenth of a run; `between(k)` is called after each
 /// run of dispatch `k` (and after its warm-up), outside the timed sections.
@@ -338,11 +345,12 @@ fn timed_loops(
     iters: u64,
     runs: usize,
     between: &dyn Fn(usize),
-) -> Vec<f64> {
+) -> (Vec<f64>, Vec<f64>) {
     let mut samples = vec![Vec::with_capacity(runs); dispatches.len()];
+    let mut cpu_samples = vec![Vec::with_capacity(runs); dispatches.len()];
     for run in 0..runs {
         for (k, dispatch) in dispatches.iter().enumerate() {
-            let ns = in_root(dispatch, || {
+            let (ns, cpu_ns) = in_root(dispatch, || {
                 if run == 0 {
                     for _ in 0..iters / 10 {
                         work();
@@ -350,16 +358,22 @@ fn timed_loops(
                     between(k);
                 }
                 let start = Instant::now();
+                let cpu = thread_cpu_ns();
                 for _ in 0..iters {
                     work();
                 }
-                start.elapsed().as_nanos() as f64 / iters as f64
+                let cpu_ns = thread_cpu_ns().saturating_sub(cpu) as f64 / iters as f64;
+                (start.elapsed().as_nanos() as f64 / iters as f64, cpu_ns)
             });
             between(k);
             samples[k].push(ns);
+            cpu_samples[k].push(cpu_ns);
         }
     }
-    samples.into_iter().map(median).collect()
+    (
+        samples.into_iter().map(median).collect(),
+        cpu_samples.into_iter().map(median).collect(),
+    )
 }
 
 fn llm_call(i: i64) -> LlmCall {
@@ -576,8 +590,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ),
     ];
 
-    // Per workload: subscriber -> ns/iteration from the plain loops, and criterion's estimates.
+    // Per workload: subscriber -> ns/iteration from the plain loops (wall and the thread's CPU),
+    // and criterion's estimates.
     let mut loops: BTreeMap<&str, BTreeMap<&str, f64>> = BTreeMap::new();
+    let mut loops_cpu: BTreeMap<&str, BTreeMap<&str, f64>> = BTreeMap::new();
     let mut crit: BTreeMap<&str, BTreeMap<&str, Option<CritEstimate>>> = BTreeMap::new();
     let mut otel_drops: BTreeMap<&str, i64> = BTreeMap::new();
 
@@ -624,7 +640,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 pg.flush();
             }
         };
-        let ns = timed_loops(&dispatches, w.run, loop_iters, loop_runs, &between);
+        let (ns, cpu_ns) = timed_loops(&dispatches, w.run, loop_iters, loop_runs, &between);
         pg.flush_after(&format!("timed loops {}", w.name));
         let _ = otel_provider.force_flush();
         // The measured spans, the warm-up's and one root per run.
@@ -634,6 +650,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         otel_drops.insert(w.name, created as i64 - exported as i64);
         let per_sub: BTreeMap<&str, f64> = SUBSCRIBERS.iter().copied().zip(ns).collect();
         loops.insert(w.name, per_sub);
+        loops_cpu.insert(w.name, SUBSCRIBERS.iter().copied().zip(cpu_ns).collect());
     }
 
     // The explicit provider call, on the caller's thread, against the same writer and server.
@@ -675,6 +692,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!();
     for w in &WORKLOADS {
         let l = &loops[w.name];
+        let cpu = &loops_cpu[w.name];
         let slope = |s: &str| crit[w.name][s].map(|e| e.slope);
         println!(
             "{:<22} loop ns/iter:      registry {:.1}, pg_layer {:.1}, otel {:.1}, fmt_sink {:.1}; \
@@ -686,6 +704,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             l["fmt_sink"],
             l["pg_layer"] / l["otel"],
             l["pg_layer"] / l["registry"],
+        );
+        println!(
+            "{:<22} loop CPU ns/iter:  registry {:.1}, pg_layer {:.1}, otel {:.1}, fmt_sink {:.1}; \
+             pg_layer/otel {:.2}, pg_layer/registry {:.2}",
+            "",
+            cpu["registry"],
+            cpu["pg_layer"],
+            cpu["otel"],
+            cpu["fmt_sink"],
+            cpu["pg_layer"] / cpu["otel"],
+            cpu["pg_layer"] / cpu["registry"],
         );
         println!(
             "{:<22} criterion ns/iter: registry {}, pg_layer {}, otel {}, fmt_sink {}; \
@@ -714,6 +743,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 "fmt_sink": round1(l["fmt_sink"]),
                 "pg_layer_over_otel": round3(l["pg_layer"] / l["otel"]),
                 "pg_layer_over_registry": round3(l["pg_layer"] / l["registry"]),
+                "cpu_ns": cpu.iter().map(|(k, v)| ((*k).to_owned(), json!(round1(*v)))).collect::<serde_json::Map<_, _>>(),
                 "criterion_ns": criterion_ns,
                 "otel_spans_dropped": otel_drops.get(w.name),
             }),
@@ -754,12 +784,21 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
 
     let a = &loops[WORKLOADS[0].name];
+    let a_cpu = &loops_cpu[WORKLOADS[0].name];
     let summary = json!({
         "hot_path_ns": {
             "registry": round1(a["registry"]),
             "pg_layer": round1(a["pg_layer"]),
             "otel": round1(a["otel"]),
             "fmt_sink": round1(a["fmt_sink"]),
+        },
+        // The same loops' CPU time on the measuring thread: what the layer itself costs it,
+        // without what the writer and the server took of its core meanwhile.
+        "hot_path_cpu_ns": {
+            "registry": round1(a_cpu["registry"]),
+            "pg_layer": round1(a_cpu["pg_layer"]),
+            "otel": round1(a_cpu["otel"]),
+            "fmt_sink": round1(a_cpu["fmt_sink"]),
         },
         "workloads": workloads,
         "provider_call_ns": {

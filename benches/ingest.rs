@@ -37,6 +37,10 @@ use tracing::{Dispatch, Level};
 use tracing_postgres::{Builder, DEFAULT_FLUSH_INTERVAL, Uuid};
 use tracing_subscriber::prelude::*;
 
+#[path = "support/thread_cpu.rs"]
+mod thread_cpu;
+use thread_cpu::thread_cpu_ns;
+
 type Res<T> = Result<T, Box<dyn std::error::Error>>;
 
 const THREADS: usize = 4;
@@ -99,22 +103,6 @@ fn one_span(i: usize) {
     );
     let _entered = span.enter();
     tracing::info!(documents = 12_i64);
-}
-
-/// CPU time of the calling thread, in ns (0 where unsupported).
-fn thread_cpu_ns() -> u64 {
-    #[cfg(target_os = "linux")]
-    {
-        let mut ts = libc::timespec {
-            tv_sec: 0,
-            tv_nsec: 0,
-        };
-        // SAFETY: `ts` is ours and outlives the call.
-        if unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) } == 0 {
-            return ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64;
-        }
-    }
-    0
 }
 
 fn peak_rss_mib() -> f64 {
