@@ -597,4 +597,26 @@ async fn the_type_index_leaves_out_internal_spans_and_still_serves_lookups_of_a_
     )
     .await;
     assert!(!internal.contains("span_type_started_at_idx"), "{internal}");
+
+    // A generic plan (the type a parameter) uses it when the query leaves `internal` out, as
+    // the README advises.
+    let mut tx = db.pool.begin().await.unwrap();
+    for sql in [
+        "SET LOCAL enable_seqscan = off",
+        "SET LOCAL plan_cache_mode = force_generic_plan",
+        "PREPARE typed(text) AS SELECT id FROM observability.spans WHERE span_type = $1 \
+         AND span_type <> 'internal' AND started_at >= now() - interval '1 day'",
+    ] {
+        sqlx::query(sql).execute(&mut *tx).await.unwrap();
+    }
+    let generic: Vec<String> = sqlx::query_scalar("EXPLAIN EXECUTE typed('llm')")
+        .fetch_all(&mut *tx)
+        .await
+        .unwrap();
+    sqlx::query("DEALLOCATE typed")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    let generic = generic.join("\n");
+    assert!(generic.contains("span_type_started_at_idx"), "{generic}");
 }
