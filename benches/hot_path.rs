@@ -22,8 +22,9 @@
 //! Criterion's estimates only reach its output files, so each configuration is also timed with
 //! a plain loop (median of several runs) and the figures are printed as `SUMMARY {json}`,
 //! together with criterion's medians when its files of this run are found. The loops also
-//! report the measuring thread's CPU time per iteration: the wall time less what the writer,
-//! the server and anything else on the machine took of its core meanwhile.
+//! report the measuring thread's CPU time per iteration: the wall time less the time it was
+//! not running (its core taken by the writer, the server or anything else on the machine, or
+//! the thread waiting, which the layer never does on purpose).
 //!
 //! ```sh
 //! DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres cargo bench --bench hot_path
@@ -334,8 +335,8 @@ fn percentile(sorted: &[u64], p: f64) -> u64 {
 }
 
 /// Wall and CPU nanoseconds per iteration of `work` under each dispatch (the calling thread's
-/// CPU time: the wall time less what other threads and processes took of its core): the
-/// medians of `runs` timed runs of `iters` iterations each. The subscribers take turns run by run, so a change in the
+/// CPU time: the wall time less the time it was not running): the medians of `runs` timed runs
+/// of `iters` iterations each. The subscribers take turns run by run, so a change in the
 /// machine's load during the loops touches them all alike. Each run is in a root span of its
 /// own, its first preceded by a warm-up of a tenth of a run; `between(k)` is called after each
 /// run of dispatch `k` (and after its warm-up), outside the timed sections.

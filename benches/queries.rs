@@ -54,10 +54,11 @@ $$;
 
 /// Traces `i` in `[$1, $2)`; trace `i` starts at `$3 + i * $4` seconds.
 const TRACES: &str = r#"
-INSERT INTO observability.traces (id, name, operation_type, user_id, session_id, kb_id,
-    started_at, ended_at, duration_ms, status, error_type, error_message, prompt_tokens,
+INSERT INTO observability.traces (id, trace_id, name, operation_type, user_id, session_id,
+    kb_id, started_at, ended_at, duration_ms, status, error_type, error_message, prompt_tokens,
     completion_tokens, total_tokens, total_cost_usd, metadata)
-SELECT bench_uuid(ts, i), name, op, bench_id('user', i % 10000),
+SELECT bench_uuid(ts, i), replace(bench_uuid(ts, i)::text, '-', ''), name, op,
+       bench_id('user', i % 10000),
        CASE WHEN op = 'chat' THEN 'session-' || (i / 4) END, bench_id('kb', i % 100),
        ts, ts + make_interval(secs => dur / 1000), dur,
        CASE WHEN i % 33 = 0 THEN 'error' ELSE 'success' END,
@@ -80,12 +81,13 @@ FROM (
 
 /// Ten spans per trace: a tree three levels deep with two LLM calls.
 const SPANS: &str = r#"
-INSERT INTO observability.spans (id, trace_id, parent_span_id, name, span_type, started_at,
-    ended_at, duration_ms, status, error_type, error_message, model, prompt_tokens,
+INSERT INTO observability.spans (id, trace_id, parent_span_id, span_id, name, span_type,
+    started_at, ended_at, duration_ms, status, error_type, error_message, model, prompt_tokens,
     completion_tokens, cost_usd, cost_source, temperature, embedding_model, vector_count,
     vector_dimensions, query_text, result_count, top_score, metadata)
 SELECT bench_uuid(st, i * 16 + k), bench_uuid(ts, i),
        CASE WHEN parent IS NOT NULL THEN bench_uuid(ts + make_interval(secs => parent * 0.05), i * 16 + parent) END,
+       right(replace(bench_uuid(st, i * 16 + k)::text, '-', ''), 16),
        names[k + 1], types[k + 1], st, st + interval '40 ms', 40,
        CASE WHEN i % 33 = 0 AND k = 7 THEN 'error' ELSE 'success' END,
        CASE WHEN i % 33 = 0 AND k = 7 THEN 'RateLimitError' END,

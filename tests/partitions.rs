@@ -530,6 +530,16 @@ async fn span_indexes(pool: &PgPool, shape: &str) -> Vec<(String, String, Option
     .unwrap()
 }
 
+/// The partitions of `spans`, its DEFAULT partition included.
+async fn spans_partitions(pool: &PgPool) -> usize {
+    partitions::list(pool)
+        .await
+        .unwrap()
+        .iter()
+        .filter(|p| p.table_name == "spans")
+        .count()
+}
+
 #[tokio::test]
 async fn the_type_index_leaves_out_internal_spans_and_still_serves_lookups_of_a_type() {
     let db = fresh_db().await;
@@ -551,9 +561,12 @@ async fn the_type_index_leaves_out_internal_spans_and_still_serves_lookups_of_a_
         ("(model, started_at)", "WHERE (model IS NOT NULL)"),
     ] {
         let indexes = span_indexes(&db.pool, shape).await;
-        // The partitioned index, the DEFAULT partition's, and one per day from yesterday to
-        // three days ahead, and the later one.
-        assert!(indexes.len() >= 7, "{shape}: {indexes:?}");
+        // The partitioned index and one per partition (the later one and DEFAULT included).
+        assert_eq!(
+            indexes.len(),
+            spans_partitions(&db.pool).await + 1,
+            "{shape}: {indexes:?}"
+        );
         assert!(
             indexes
                 .iter()
@@ -619,4 +632,102 @@ async fn the_type_index_leaves_out_internal_spans_and_still_serves_lookups_of_a_
         .unwrap();
     let generic = generic.join("\n");
     assert!(generic.contains("span_type_started_at_idx"), "{generic}");
+}
+
+/// Migration `20261129000001` on a schema that has partitions and rows already, one of them
+/// waiting in a DEFAULT partition: the W3C ids the server generated are kept (also through a
+/// later move out of DEFAULT), the columns are plain from then on, and every partition, old
+/// or new, gets the new span indexes.
+#[tokio::test]
+async fn an_existing_schema_keeps_its_w3c_ids_and_gets_the_new_span_indexes() {
+    let db = common::empty_db().await;
+    let mut before = sqlx::migrate::Migrator::with_migrations(
+        MIGRATOR
+            .iter()
+            .filter(|m| m.version < 20261129000001)
+            .cloned()
+            .collect(),
+    );
+    before.create_schema("observability");
+    before.dangerous_set_table_name(tracing_postgres::migrate::HISTORY_TABLE);
+    before.run(&db.pool).await.unwrap();
+    partitions::create_ahead(&db.pool, &PartitionPolicy::default())
+        .await
+        .unwrap();
+    let old_day = today() - TimeDelta::days(40);
+    let ids: [Uuid; 3] = std::array::from_fn(|_| Uuid::now_v7());
+    sqlx::query(
+        "INSERT INTO observability.traces (id, name, operation_type, started_at) \
+         VALUES ($1, 'request', 'chat', now())",
+    )
+    .bind(ids[0])
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    for (id, at) in [
+        (ids[1], Utc::now()),
+        (ids[2], old_day + TimeDelta::hours(1)),
+    ] {
+        sqlx::query(
+            "INSERT INTO observability.spans (id, trace_id, name, span_type, started_at) \
+             VALUES ($1, $2, 'step', 'llm', $3)",
+        )
+        .bind(id)
+        .bind(ids[0])
+        .bind(at)
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    }
+    assert_eq!(in_default(&db.pool, "spans").await, 1);
+
+    tracing_postgres::migrate(&db.pool).await.unwrap();
+
+    let generated: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid \
+         JOIN pg_namespace n ON n.oid = c.relnamespace \
+         WHERE n.nspname = 'observability' AND a.attname IN ('span_id', 'trace_id') \
+           AND a.attgenerated <> ''",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(generated, 0);
+    for shape in ["(span_type, started_at)", "(model, started_at)"] {
+        let indexes = span_indexes(&db.pool, shape).await;
+        assert_eq!(
+            indexes.len(),
+            spans_partitions(&db.pool).await + 1,
+            "{indexes:?}"
+        );
+        for (name, def, options) in &indexes {
+            assert!(def.contains(" WHERE "), "{def}");
+            assert_eq!(
+                options.as_deref(),
+                Some(&["deduplicate_items=off".to_owned()][..]),
+                "{name}"
+            );
+        }
+    }
+    // The row waiting in DEFAULT moves into its day's partition with its id's W3C form.
+    partitions::create(&db.pool, old_day, old_day, PartitionStep::Day)
+        .await
+        .unwrap();
+    assert_eq!(in_default(&db.pool, "spans").await, 0);
+    let kept: Vec<(Uuid, Option<String>)> =
+        sqlx::query_as("SELECT id, span_id::text FROM observability.spans ORDER BY id")
+            .fetch_all(&db.pool)
+            .await
+            .unwrap();
+    let expected: Vec<(Uuid, Option<String>)> = ids[1..]
+        .iter()
+        .map(|id| (*id, Some(id.simple().to_string()[16..].to_owned())))
+        .collect();
+    assert_eq!(kept, expected);
+    let trace_id: Option<String> =
+        sqlx::query_scalar("SELECT trace_id::text FROM observability.traces")
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+    assert_eq!(trace_id, Some(ids[0].simple().to_string()));
 }
