@@ -497,6 +497,20 @@ fn criterion_dir() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("target/criterion"))
 }
 
+/// One line of per-subscriber loop figures and the two ratios of the targets.
+fn print_loop_line(workload: &str, what: &str, ns: &BTreeMap<&str, f64>) {
+    println!(
+        "{workload:<22} {what} registry {:.1}, pg_layer {:.1}, otel {:.1}, fmt_sink {:.1}; \
+         pg_layer/otel {:.2}, pg_layer/registry {:.2}",
+        ns["registry"],
+        ns["pg_layer"],
+        ns["otel"],
+        ns["fmt_sink"],
+        ns["pg_layer"] / ns["otel"],
+        ns["pg_layer"] / ns["registry"],
+    );
+}
+
 fn fmt_ratio(a: Option<f64>, b: Option<f64>) -> String {
     match (a, b) {
         (Some(a), Some(b)) if b > 0.0 => format!("{:.2}", a / b),
@@ -695,28 +709,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let l = &loops[w.name];
         let cpu = &loops_cpu[w.name];
         let slope = |s: &str| crit[w.name][s].map(|e| e.slope);
-        println!(
-            "{:<22} loop ns/iter:      registry {:.1}, pg_layer {:.1}, otel {:.1}, fmt_sink {:.1}; \
-             pg_layer/otel {:.2}, pg_layer/registry {:.2}",
-            w.name,
-            l["registry"],
-            l["pg_layer"],
-            l["otel"],
-            l["fmt_sink"],
-            l["pg_layer"] / l["otel"],
-            l["pg_layer"] / l["registry"],
-        );
-        println!(
-            "{:<22} loop CPU ns/iter:  registry {:.1}, pg_layer {:.1}, otel {:.1}, fmt_sink {:.1}; \
-             pg_layer/otel {:.2}, pg_layer/registry {:.2}",
-            "",
-            cpu["registry"],
-            cpu["pg_layer"],
-            cpu["otel"],
-            cpu["fmt_sink"],
-            cpu["pg_layer"] / cpu["otel"],
-            cpu["pg_layer"] / cpu["registry"],
-        );
+        print_loop_line(w.name, "loop ns/iter:     ", l);
+        print_loop_line("", "loop CPU ns/iter: ", cpu);
         println!(
             "{:<22} criterion ns/iter: registry {}, pg_layer {}, otel {}, fmt_sink {}; \
              pg_layer/otel {}, pg_layer/registry {}",

@@ -17,6 +17,24 @@ fn ctx() -> TraceContext {
         .with_kb(Uuid::now_v7())
 }
 
+/// A trace of `calls` LLM calls (tokens 0, 1, ...), started and ended.
+fn one_trace(p: &impl ObservabilityProvider, ctx: &TraceContext, name: &str, calls: i64) {
+    p.start_trace(ctx, name, OperationType::Chat, None);
+    for i in 0..calls {
+        p.log_llm_call(ctx, llm(i));
+    }
+    p.end_trace(ctx, Outcome::success(), TraceTotals::default());
+}
+
+/// Whether the writer retries a failed batch at least twice within 10 s.
+async fn retries_twice(guard: &WriterGuard) -> bool {
+    eventually(Duration::from_secs(10), || {
+        let retries = guard.stats().retries;
+        async move { retries >= 2 }
+    })
+    .await
+}
+
 fn llm(tokens: i64) -> LlmCall {
     LlmCall {
         metrics: LlmMetrics {
@@ -312,11 +330,7 @@ async fn writer_reconnects_when_the_database_appears_later() {
         .build()
         .unwrap();
     let ctx = ctx();
-    p.start_trace(&ctx, "early", OperationType::Chat, None);
-    for i in 0..100 {
-        p.log_llm_call(&ctx, llm(i));
-    }
-    p.end_trace(&ctx, Outcome::success(), TraceTotals::default());
+    one_trace(&p, &ctx, "early", 100);
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(guard.stats().written, 0);
     cluster.start_server();
@@ -357,12 +371,7 @@ async fn a_schema_error_is_retried_not_refused() {
     for i in 0..100 {
         p.log_llm_call(&ctx, llm(i));
     }
-    let ok = eventually(Duration::from_secs(10), || {
-        let retries = guard.stats().retries;
-        async move { retries >= 2 }
-    })
-    .await;
-    assert!(ok);
+    assert!(retries_twice(&guard).await);
     let s = guard.stats();
     assert_eq!((s.written, s.refused), (0, 0), "{s:?}");
     assert!(
@@ -400,17 +409,8 @@ async fn rows_wait_for_the_migration_that_lets_the_writer_fill_the_w3c_ids() {
         .build()
         .unwrap();
     let ctx = ctx();
-    p.start_trace(&ctx, "request", OperationType::Chat, None);
-    for i in 0..100 {
-        p.log_llm_call(&ctx, llm(i));
-    }
-    p.end_trace(&ctx, Outcome::success(), TraceTotals::default());
-    let ok = eventually(Duration::from_secs(10), || {
-        let retries = guard.stats().retries;
-        async move { retries >= 2 }
-    })
-    .await;
-    assert!(ok);
+    one_trace(&p, &ctx, "request", 100);
+    assert!(retries_twice(&guard).await);
     let s = guard.stats();
     assert_eq!((s.written, s.refused), (0, 0), "{s:?}");
     assert!(
