@@ -497,6 +497,22 @@ fn criterion_dir() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("target/criterion"))
 }
 
+fn round1(x: f64) -> f64 {
+    (x * 10.0).round() / 10.0
+}
+
+fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
+
+/// Per-subscriber figures as JSON, rounded to 0.1 ns.
+fn by_subscriber(ns: &BTreeMap<&str, f64>) -> Value {
+    ns.iter()
+        .map(|(k, v)| ((*k).to_owned(), json!(round1(*v))))
+        .collect::<serde_json::Map<_, _>>()
+        .into()
+}
+
 /// One line of per-subscriber loop figures and the two ratios of the targets.
 fn print_loop_line(workload: &str, what: &str, ns: &BTreeMap<&str, f64>) {
     println!(
@@ -701,8 +717,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     c.final_summary();
 
     // Summary: the plain loops, criterion's estimates, the ratios.
-    let round1 = |x: f64| (x * 10.0).round() / 10.0;
-    let round3 = |x: f64| (x * 1000.0).round() / 1000.0;
     let mut workloads = serde_json::Map::new();
     println!();
     for w in &WORKLOADS {
@@ -738,7 +752,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 "fmt_sink": round1(l["fmt_sink"]),
                 "pg_layer_over_otel": round3(l["pg_layer"] / l["otel"]),
                 "pg_layer_over_registry": round3(l["pg_layer"] / l["registry"]),
-                "cpu_ns": cpu.iter().map(|(k, v)| ((*k).to_owned(), json!(round1(*v)))).collect::<serde_json::Map<_, _>>(),
+                "cpu_ns": by_subscriber(cpu),
                 "criterion_ns": criterion_ns,
                 "otel_spans_dropped": otel_drops.get(w.name),
             }),
@@ -781,20 +795,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let a = &loops[WORKLOADS[0].name];
     let a_cpu = &loops_cpu[WORKLOADS[0].name];
     let summary = json!({
-        "hot_path_ns": {
-            "registry": round1(a["registry"]),
-            "pg_layer": round1(a["pg_layer"]),
-            "otel": round1(a["otel"]),
-            "fmt_sink": round1(a["fmt_sink"]),
-        },
+        "hot_path_ns": by_subscriber(a),
         // The same loops' CPU time on the measuring thread: what the layer itself costs it,
         // without what the writer and the server took of its core meanwhile.
-        "hot_path_cpu_ns": {
-            "registry": round1(a_cpu["registry"]),
-            "pg_layer": round1(a_cpu["pg_layer"]),
-            "otel": round1(a_cpu["otel"]),
-            "fmt_sink": round1(a_cpu["fmt_sink"]),
-        },
+        "hot_path_cpu_ns": by_subscriber(a_cpu),
         "workloads": workloads,
         "provider_call_ns": {
             "p50": calls.p50,

@@ -294,14 +294,7 @@ impl PostgresLayer {
         if self.provider.handle.privacy.is_active() {
             // The privacy settings see the finished row here, before it is queued: no point
             // packing the fields only to unpack them on this same thread.
-            let (error, events, events_dropped) = Rare::split(data.rare);
-            let raw = RawSpan {
-                head,
-                fields: data.fields,
-                error,
-                events,
-                events_dropped,
-            };
+            let raw = RawSpan::new(head, data.fields, data.rare);
             let row = finish_span(&self.config, self.limits(), raw);
             self.push(Record::Span(Box::new(row)));
             return;
@@ -571,14 +564,7 @@ impl QueuedSpan {
 
     /// The span as the writer maps it (on the writer's thread).
     pub(crate) fn into_raw(self) -> RawSpan {
-        let (error, events, events_dropped) = Rare::split(self.rare);
-        RawSpan {
-            head: self.head,
-            fields: self.fields.unpack(),
-            error,
-            events,
-            events_dropped,
-        }
+        RawSpan::new(self.head, self.fields.unpack(), self.rare)
     }
 }
 
@@ -595,6 +581,20 @@ pub(crate) struct RawSpan {
     events: Vec<Value>,
     /// Events past the per-span limit, counted only.
     events_dropped: u32,
+}
+
+impl RawSpan {
+    /// A closed span from its head, its fields and what only some spans carry.
+    fn new(head: SpanHead, fields: Fields, rare: Option<Box<Rare>>) -> Self {
+        let (error, events, events_dropped) = Rare::split(rare);
+        Self {
+            head,
+            fields,
+            error,
+            events,
+            events_dropped,
+        }
+    }
 }
 
 /// The span row of a closed span: fields mapped to columns, sanitised, the rest in metadata.
