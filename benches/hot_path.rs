@@ -39,7 +39,8 @@
 //! measurement, so it never overlaps another subscriber's measurement. The queue is sized so
 //! nothing is dropped (the counters are printed at the end).
 //!
-//! With a criterion filter, the plain loops still run for every configuration.
+//! With a criterion filter, the plain loops still run for every configuration. For
+//! experiments, `TPG_CONNECTIONS` sets the writer's connections (default 3).
 
 use std::cell::Cell;
 use std::collections::BTreeMap;
@@ -594,6 +595,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .queue_capacity(4_000_000)
         .max_queue_bytes(16 << 30)
         .shutdown_timeout(FLUSH_TIMEOUT)
+        // For experiments only; the default is 3.
+        .connections(
+            std::env::var("TPG_CONNECTIONS")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(3),
+        )
         .build_layer()?;
     let pg = Pg {
         layer,

@@ -291,11 +291,20 @@ impl Builder {
         self
     }
 
-    /// Whether the writer's threads run at a lower scheduling priority than the application's
-    /// (`nice` +10, Linux only; default `true`): on a busy machine the writer then waits for
-    /// the application's threads instead of taking their cores, and the queue buffers
-    /// meanwhile. Turn it off when the machine is saturated for long stretches and the writer
-    /// must keep up (the queue would otherwise fill and drop).
+    /// Whether the writer yields the machine's cores to the application (Linux only; default
+    /// `true`). On a busy machine the writer then waits for the application's threads instead
+    /// of taking their cores, and the queue buffers meanwhile:
+    ///
+    /// - the writer's threads run at a lower scheduling priority (`nice` +10);
+    /// - the writer keeps at most as many [`connections`](Self::connections) busy at once as
+    ///   the application leaves cores idle (measured from the process's CPU time, the
+    ///   writer's own excluded, every 100 ms), and always one. Each busy connection keeps a
+    ///   server backend busy, which takes a core from the application when the server runs on
+    ///   the same machine, and a nice value cannot reach the server's processes. The writer
+    ///   cannot tell a local server from a remote one, so it applies this in both cases.
+    ///
+    /// Turn it off when the machine is saturated for long stretches and the writer must keep
+    /// up with every connection (the queue would otherwise fill and drop).
     pub fn lower_writer_priority(mut self, on: bool) -> Self {
         self.lower_priority = on;
         self

@@ -8,6 +8,7 @@
 
 pub(crate) mod batch;
 pub(crate) mod copy;
+mod cores;
 pub(crate) mod nodelay;
 mod sink;
 pub(crate) mod tables;
@@ -27,6 +28,7 @@ use crate::partitions::PartitionPolicy;
 use crate::queue::Shared;
 use crate::record::Queued;
 use batch::Batch;
+use cores::{CoreBudget, WriterCpu};
 use sink::{Failure, Link, Mode};
 
 thread_local! {
@@ -137,6 +139,7 @@ pub(crate) fn spawn(
                 .options([("client_min_messages", "warning")]);
             let warnings = Arc::new(Mutex::new(Warnings::default()));
             let in_flight = Arc::new(InFlight::default());
+            let writer_cpu = Arc::new(WriterCpu::default());
             // One thread per connection, each with its own runtime, taking whole batches from
             // `work`: while they write, this thread goes on collecting the next batch.
             let (work, batches) = crossbeam_channel::bounded::<Batch>(0);
@@ -147,9 +150,12 @@ pub(crate) fn spawn(
                     nice,
                     Link::new(connect.clone()),
                     batches.clone(),
-                    Arc::clone(&shared),
-                    Arc::clone(&warnings),
-                    Arc::clone(&in_flight),
+                    LinkShared {
+                        shared: Arc::clone(&shared),
+                        warnings: Arc::clone(&warnings),
+                        in_flight: Arc::clone(&in_flight),
+                        writer_cpu: Arc::clone(&writer_cpu),
+                    },
                 );
                 match link {
                     Ok(handle) => links.push(handle),
@@ -177,6 +183,9 @@ pub(crate) fn spawn(
                 batch: Batch::with_capacity(config.batch_size.max(1)),
                 batch_size: config.batch_size.max(1),
                 connections: links.len(),
+                budget: CoreBudget::new(config.lower_priority, links.len()),
+                cpu_seen: cores::thread_cpu_ns(),
+                writer_cpu,
                 flush_interval: config.flush_interval,
                 warnings,
             };
@@ -212,8 +221,17 @@ impl InFlight {
     fn done(&self) {
         if let Ok(mut n) = self.count.lock() {
             *n = n.saturating_sub(1);
-            if *n == 0 {
-                self.idle.notify_all();
+            self.idle.notify_all();
+        }
+    }
+
+    /// Waits until fewer than `limit` batches are being written.
+    fn wait_below(&self, limit: usize) {
+        let Ok(mut n) = self.count.lock() else { return };
+        while *n >= limit.max(1) {
+            match self.idle.wait(n) {
+                Ok(g) => n = g,
+                Err(_) => return,
             }
         }
     }
@@ -230,6 +248,14 @@ impl InFlight {
     }
 }
 
+/// What a connection thread shares with the writer's thread and the other connections'.
+struct LinkShared {
+    shared: Arc<Shared>,
+    warnings: Arc<Mutex<Warnings>>,
+    in_flight: Arc<InFlight>,
+    writer_cpu: Arc<WriterCpu>,
+}
+
 /// Starts the thread of one connection: it writes the batches it takes from `batches` until
 /// the writer drops the sending side.
 fn spawn_link(
@@ -237,10 +263,14 @@ fn spawn_link(
     nice: Option<i32>,
     mut link: Link,
     batches: Receiver<Batch>,
-    shared: Arc<Shared>,
-    warnings: Arc<Mutex<Warnings>>,
-    in_flight: Arc<InFlight>,
+    with: LinkShared,
 ) -> std::io::Result<JoinHandle<()>> {
+    let LinkShared {
+        shared,
+        warnings,
+        in_flight,
+        writer_cpu,
+    } = with;
     std::thread::Builder::new()
         .name(format!("tracing-postgres-conn-{i}"))
         .spawn(move || {
@@ -261,10 +291,12 @@ fn spawn_link(
                     return;
                 }
             };
+            let mut cpu_seen = cores::thread_cpu_ns();
             for batch in batches.iter() {
                 let bytes = batch.bytes;
                 runtime.block_on(write(&mut link, &shared, &warnings, batch));
                 shared.counters.queued_bytes.fetch_sub(bytes, Relaxed);
+                writer_cpu.report(&mut cpu_seen);
                 in_flight.done();
             }
         })
@@ -358,6 +390,11 @@ struct Writer {
     batch_size: usize,
     /// Connection threads running.
     connections: usize,
+    /// How many of them may write at once (see [`cores`]).
+    budget: CoreBudget,
+    /// CPU time of the writer's threads, this one's included, and this one's at its last report.
+    writer_cpu: Arc<WriterCpu>,
+    cpu_seen: u64,
     flush_interval: Duration,
     warnings: Arc<Mutex<Warnings>>,
 }
@@ -474,17 +511,19 @@ impl Writer {
         }
     }
 
-    /// Hands the batch to the first free connection thread (waiting for one when all are
-    /// busy: the queue buffers meanwhile).
+    /// Hands the batch to the first free connection thread (waiting for one when all the
+    /// connections the budget allows are busy: the queue buffers meanwhile).
     fn flush(&mut self) {
         if self.batch.records == 0 {
             return;
         }
         let Some(work) = &self.work else { return };
         let batch = std::mem::replace(&mut self.batch, Batch::with_capacity(self.batch_size));
+        self.writer_cpu.report(&mut self.cpu_seen);
+        let allowed = self.budget.allowed(&self.writer_cpu).min(self.connections);
         // A batch big enough is split across the connections, written side by side: its rows
         // are visible sooner.
-        let parts = (batch.rows() / MIN_ROWS_PER_CONNECTION).clamp(1, self.connections);
+        let parts = (batch.rows() / MIN_ROWS_PER_CONNECTION).clamp(1, allowed);
         let mut batches = vec![batch];
         while batches.len() < parts {
             // Halve the largest part until there are enough.
@@ -494,6 +533,7 @@ impl Writer {
             batches.extend([a, b]);
         }
         for batch in batches {
+            self.in_flight.wait_below(allowed);
             self.in_flight.add();
             if let Err(crossbeam_channel::SendError(batch)) = work.send(batch) {
                 // Every connection thread is gone (they only stop when `work` is dropped, or
@@ -629,5 +669,30 @@ mod tests {
             note_write_time(&shared, Duration::from_millis(20));
         }
         assert!(shared.write_micros.load(Relaxed).abs_diff(20_000) < 100);
+    }
+
+    #[test]
+    fn handing_over_waits_until_fewer_batches_than_allowed_are_in_flight() {
+        let in_flight = Arc::new(InFlight::default());
+        in_flight.add();
+        in_flight.add();
+        // Below three: at once.
+        in_flight.wait_below(3);
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let waiter = {
+            let in_flight = Arc::clone(&in_flight);
+            std::thread::spawn(move || {
+                in_flight.wait_below(2);
+                tx.send(()).unwrap();
+            })
+        };
+        // Two in flight: the waiter waits for one of them to be written.
+        assert!(rx.recv_timeout(Duration::from_millis(200)).is_err());
+        in_flight.done();
+        assert!(rx.recv_timeout(Duration::from_secs(10)).is_ok());
+        waiter.join().unwrap();
+        // A limit of zero is taken as one.
+        in_flight.done();
+        in_flight.wait_below(0);
     }
 }
