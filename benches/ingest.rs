@@ -20,8 +20,10 @@
 //! ```
 //! `PSQL` names the psql binary (default `psql` on `PATH`). For experiments, `TPG_CONNECTIONS`
 //! and `TPG_BATCH` set the writer's connections and batch size in `ingest` (defaults: the
-//! crate's, 3 and 10,000). `hot [spans]` and `provider [calls]` run one thread of the layer or
-//! of `log_llm_call` alone, for `perf record`; `hot` also prints the thread's CPU time per span.
+//! crate's, 3 and 10,000). `hot [spans]`, `hot-llm [spans]` and `provider [calls]` run one
+//! thread of the layer (the hot-path bench's first or third workload) or of `log_llm_call`
+//! alone, for `perf record` or callgrind; `hot` and `hot-llm` also print the thread's CPU time
+//! per span.
 
 use std::collections::BTreeMap;
 use std::process::Command;
@@ -515,9 +517,33 @@ async fn visibility(admin_url: &str, rate: u64, seconds: u64) -> Res<Value> {
     }))
 }
 
-/// One thread, the first hot-path workload under the layer alone, for profiling (`perf record`):
-/// ns per span, with the writer running.
-fn hot(url: &str, spans: usize) -> Res<Value> {
+/// The third hot-path workload: an LLM span with six fields, four of them recorded late.
+fn llm_span(i: usize) {
+    let span = tracing::info_span!(
+        "llm",
+        model = "gpt-4o-mini",
+        temperature = 0.2_f64,
+        prompt_tokens = tracing::field::Empty,
+        completion_tokens = tracing::field::Empty,
+        input_preview = tracing::field::Empty,
+        output_preview = tracing::field::Empty,
+    );
+    let _entered = span.enter();
+    span.record(
+        "input_preview",
+        "How long do refunds take for an order paid by card?",
+    );
+    span.record("prompt_tokens", 1_000 + (i % 1_000) as i64);
+    span.record("completion_tokens", 80_i64);
+    span.record(
+        "output_preview",
+        "Refunds are processed within 5 business days [1].",
+    );
+}
+
+/// One thread running a hot-path workload (`one_span` or `llm_span`) under the layer alone,
+/// for profiling (`perf record`): ns per span, with the writer running.
+fn hot(url: &str, spans: usize, workload: fn(usize)) -> Res<Value> {
     let (layer, guard) = Builder::new(url)
         .queue_capacity(spans + 10_000)
         .max_queue_bytes(8 << 30)
@@ -530,7 +556,7 @@ fn hot(url: &str, spans: usize) -> Res<Value> {
         let start = Instant::now();
         let cpu = thread_cpu_ns();
         for i in 0..spans {
-            one_span(i);
+            workload(i);
         }
         let cpu_ns = (thread_cpu_ns() - cpu) as f64 / spans as f64;
         (start.elapsed().as_nanos() as f64 / spans as f64, cpu_ns)
@@ -606,7 +632,8 @@ async fn main() -> Res<()> {
             tokio::task::block_in_place(|| outage(&url, n(1_000_000), cap))?
         }
         "visibility" => visibility(&url, 10_000, n(20) as u64).await?,
-        "hot" => tokio::task::block_in_place(|| hot(&url, n(1_000_000)))?,
+        "hot" => tokio::task::block_in_place(|| hot(&url, n(1_000_000), one_span))?,
+        "hot-llm" => tokio::task::block_in_place(|| hot(&url, n(1_000_000), llm_span))?,
         "provider" => tokio::task::block_in_place(|| provider(&url, n(1_000_000)))?,
         other => return Err(format!("unknown mode {other}: ingest, outage or visibility").into()),
     };

@@ -248,6 +248,31 @@ pub(crate) struct Fields {
 }
 
 impl Fields {
+    /// No fields (and no allocation), for a `const` context.
+    pub const fn new() -> Self {
+        Self {
+            known: Vec::new(),
+            extra: Vec::new(),
+        }
+    }
+
+    /// Makes room for `n` more fields of a well-known name, the usual kind of a field recorded
+    /// late (tokens, previews), so that recording them does not grow the vector piecemeal.
+    pub fn reserve_known(&mut self, n: usize) {
+        self.known.reserve(n);
+    }
+
+    /// How many fields are set.
+    pub fn len(&self) -> usize {
+        self.known.len() + self.extra.len()
+    }
+
+    /// Removes every field, keeping the capacity.
+    pub fn clear(&mut self) {
+        self.known.clear();
+        self.extra.clear();
+    }
+
     /// Sets a field by name.
     pub fn put(&mut self, name: &'static str, val: Val) {
         match slot_of(name) {
@@ -263,16 +288,17 @@ impl Fields {
         }
     }
 
-    /// Merges fields recorded later (`Span::record`) over these.
-    pub fn merge(&mut self, later: Fields) {
-        for (slot, rank, val) in later.known {
+    /// Merges fields recorded later (`Span::record`) over these, leaving `later` empty with its
+    /// capacity, to be used again.
+    pub fn merge(&mut self, later: &mut Fields) {
+        for (slot, rank, val) in later.known.drain(..) {
             match self.known.iter_mut().find(|(s, _, _)| *s == slot) {
                 Some(entry) if rank <= entry.1 => *entry = (slot, rank, val),
                 Some(_) => {}
                 None => self.known.push((slot, rank, val)),
             }
         }
-        for (name, val) in later.extra {
+        for (name, val) in later.extra.drain(..) {
             match self.extra.iter_mut().find(|(n, _)| *n == name) {
                 Some(entry) => entry.1 = val,
                 None => self.extra.push((name, val)),

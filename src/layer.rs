@@ -8,6 +8,7 @@
 
 use std::any::TypeId;
 use std::borrow::Cow;
+use std::cell::Cell;
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -919,6 +920,11 @@ fn event_kind(event: &Event<'_>, attach: LevelFilter) -> EventKind {
     }
 }
 
+thread_local! {
+    /// See [`PostgresLayer::on_record`](tracing_subscriber::Layer::on_record).
+    static LATER: Cell<Fields> = const { Cell::new(Fields::new()) };
+}
+
 impl<S> tracing_subscriber::Layer<S> for PostgresLayer
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
@@ -933,6 +939,11 @@ where
         }
         let mut fields = Fields::default();
         attrs.record(&mut Collector(&mut fields));
+        // Fields declared without a value (`field::Empty`) are recorded later: room for them now.
+        let late = attrs.metadata().fields().len().saturating_sub(fields.len());
+        if late > 0 {
+            fields.reserve_known(late);
+        }
         let Some(span) = ctx.span(id) else { return };
         // The parent's ids, read and released before this span's extensions are locked.
         let inherited = span.parent().and_then(|parent| {
@@ -997,14 +1008,20 @@ where
         if on_writer_thread() {
             return;
         }
-        let mut later = Fields::default();
+        // The vectors of the last call's fields, emptied by `merge`, so a late record does not
+        // allocate them again. A record made while formatting a value (re-entering here) finds
+        // the cell empty and uses vectors of its own.
+        let mut later = LATER.try_with(Cell::take).unwrap_or_default();
         values.record(&mut Collector(&mut later));
-        let Some(span) = ctx.span(id) else { return };
-        let mut ext = span.extensions_mut();
-        if let Some(data) = ext.get_mut::<SpanData>() {
-            data.apply_ids(&later);
-            data.fields.merge(later);
+        if let Some(span) = ctx.span(id) {
+            let mut ext = span.extensions_mut();
+            if let Some(data) = ext.get_mut::<SpanData>() {
+                data.apply_ids(&later);
+                data.fields.merge(&mut later);
+            }
         }
+        later.clear();
+        let _ = LATER.try_with(|cell| cell.set(later));
     }
 
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {

@@ -2270,6 +2270,54 @@ async fn layer_survives_a_debug_impl_that_panics() {
     assert_eq!(meta(&r), json!({"note": "[formatting panicked]"}));
 }
 
+/// Case 42b. A value recorded late whose `Debug` impl records a late field on another span
+/// while it is formatted: the layer re-enters `on_record` on the same thread, and each span
+/// keeps its own fields (late fields are collected in vectors reused between calls).
+#[tokio::test]
+async fn layer_keeps_late_fields_apart_when_formatting_records_another_span() {
+    struct RecordsElsewhere(tracing::Span);
+    impl fmt::Debug for RecordsElsewhere {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            self.0.record("inner_note", "set while formatting");
+            self.0.record("prompt_tokens", 7_i64);
+            f.write_str("outer value")
+        }
+    }
+    let (db, _layer, guard, dispatch) = layer_setup().await;
+    tracing::dispatcher::with_default(&dispatch, || {
+        let _root = tracing::info_span!("root").entered();
+        let inner = tracing::info_span!(
+            "inner",
+            inner_note = tracing::field::Empty,
+            prompt_tokens = tracing::field::Empty
+        );
+        let outer = tracing::info_span!(
+            "outer",
+            outer_note = tracing::field::Empty,
+            completion_tokens = tracing::field::Empty
+        );
+        outer.record(
+            "outer_note",
+            tracing::field::debug(RecordsElsewhere(inner.clone())),
+        );
+        outer.record("completion_tokens", 3_i64);
+        // A late record on the inner span after the nested one: nothing of the outer's leaks.
+        inner.record("inner_note", "recorded last");
+        drop(outer);
+        drop(inner);
+    });
+    let s = finish(&db, &guard, 4).await;
+    assert_eq!((s.rejected, s.refused), (0, 0), "{s:?}");
+    let outer = span_by_name(&db.pool, "outer").await;
+    assert_eq!(meta(&outer), json!({"outer_note": "outer value"}));
+    assert_eq!(outer.get::<Option<i64>, _>("completion_tokens"), Some(3));
+    assert_eq!(outer.get::<Option<i64>, _>("prompt_tokens"), None);
+    let inner = span_by_name(&db.pool, "inner").await;
+    assert_eq!(meta(&inner), json!({"inner_note": "recorded last"}));
+    assert_eq!(inner.get::<Option<i64>, _>("prompt_tokens"), Some(7));
+    assert_eq!(inner.get::<Option<i64>, _>("completion_tokens"), None);
+}
+
 /// Case 43. As case 23, through the layer.
 #[tokio::test]
 async fn layer_trace_total_cost_over_numeric_is_stored_as_null() {
