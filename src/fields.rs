@@ -393,14 +393,11 @@ pub(crate) enum Key {
 }
 
 impl Fields {
-    /// Moves the entries into their queued form; the emptied vectors are freed here, on the
-    /// thread that allocated them.
-    pub fn pack(self) -> Packed {
-        let known = self
-            .known
-            .into_iter()
-            .map(|(s, r, v)| (Key::Known(s, r), v));
-        let extra = self.extra.into_iter().map(|(n, v)| (Key::Extra(n), v));
+    /// Moves the entries into their queued form, leaving these fields empty with their
+    /// capacity: the layer keeps the vectors for the thread's next span.
+    pub fn pack(&mut self) -> Packed {
+        let known = self.known.drain(..).map(|(s, r, v)| (Key::Known(s, r), v));
+        let extra = self.extra.drain(..).map(|(n, v)| (Key::Extra(n), v));
         Packed(known.chain(extra).collect())
     }
 }
@@ -509,7 +506,10 @@ mod tests {
         // Within the inline capacity, and spilled beyond it.
         for extra in [0, 1, 5] {
             let before = sample(extra);
-            let packed = before.clone().pack();
+            let mut emptied = before.clone();
+            let packed = emptied.pack();
+            assert_eq!(emptied.len(), 0, "{extra}");
+            assert!(emptied.known.capacity() >= 2, "{extra}");
             assert_eq!(packed.0.spilled(), 2 + extra > PACKED_INLINE, "{extra}");
             let mut after = packed.unpack();
             assert_eq!(after.known, before.known, "{extra}");

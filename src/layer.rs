@@ -276,7 +276,7 @@ impl PostgresLayer {
     /// here (the trace's usage totals, whether the thread panics, the clock); mapping fields to
     /// columns, sanitising and building the metadata JSON is [`finish_span`]'s, on the writer's
     /// thread (or here, when privacy settings must see the finished row before it is queued).
-    fn close_span(&self, name: &'static str, data: SpanData, counts: bool) {
+    fn close_span(&self, name: &'static str, mut data: SpanData, counts: bool) {
         // The clock as read; converted to a date on the writer's thread.
         let ended_at = std::time::SystemTime::now();
         if counts {
@@ -305,6 +305,7 @@ impl PostgresLayer {
             fields: data.fields.pack(),
             rare: data.rare,
         };
+        keep_spare(data.fields);
         self.push(Record::Raw(Box::new(queued)));
     }
 
@@ -921,8 +922,22 @@ fn event_kind(event: &Event<'_>, attach: LevelFilter) -> EventKind {
 }
 
 thread_local! {
-    /// See [`PostgresLayer::on_record`](tracing_subscriber::Layer::on_record).
-    static LATER: Cell<Fields> = const { Cell::new(Fields::new()) };
+    /// Emptied field vectors kept for the thread's next span or late record, so that in a
+    /// steady stream of spans capturing their fields allocates nothing. Always empty of
+    /// fields: whoever takes it gives it back emptied (`pack`, `merge`, `clear`).
+    static SPARE: Cell<Fields> = const { Cell::new(Fields::new()) };
+}
+
+/// The thread's spare field vectors (empty), or new ones. A span opened while another holds
+/// them (a nested span, a record made while formatting a value) gets new ones.
+fn spare_fields() -> Fields {
+    SPARE.try_with(Cell::take).unwrap_or_default()
+}
+
+/// Keeps emptied field vectors for the thread's next span (those kept before are freed).
+fn keep_spare(fields: Fields) {
+    debug_assert_eq!(fields.len(), 0);
+    let _ = SPARE.try_with(|cell| cell.set(fields));
 }
 
 impl<S> tracing_subscriber::Layer<S> for PostgresLayer
@@ -937,7 +952,7 @@ where
         if on_writer_thread() {
             return;
         }
-        let mut fields = Fields::default();
+        let mut fields = spare_fields();
         attrs.record(&mut Collector(&mut fields));
         // Fields declared without a value (`field::Empty`) are recorded later: room for them now.
         let late = attrs.metadata().fields().len().saturating_sub(fields.len());
@@ -1008,10 +1023,7 @@ where
         if on_writer_thread() {
             return;
         }
-        // The vectors of the last call's fields, emptied by `merge`, so a late record does not
-        // allocate them again. A record made while formatting a value (re-entering here) finds
-        // the cell empty and uses vectors of its own.
-        let mut later = LATER.try_with(Cell::take).unwrap_or_default();
+        let mut later = spare_fields();
         values.record(&mut Collector(&mut later));
         if let Some(span) = ctx.span(id) {
             let mut ext = span.extensions_mut();
@@ -1021,7 +1033,7 @@ where
             }
         }
         later.clear();
-        let _ = LATER.try_with(|cell| cell.set(later));
+        keep_spare(later);
     }
 
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
