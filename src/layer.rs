@@ -758,14 +758,22 @@ fn write_metadata(
         let _ = serde_json::to_writer(&mut *buf, s);
     }
     fn val(buf: &mut Vec<u8>, v: &Val, max_chars: usize) {
+        // Numbers are written as `Val::into_json` would have them, without building a value or
+        // a string first. Writing into a Vec cannot fail.
         match v {
             Val::S(s) => json_str(buf, &clean_borrowed(s, max_chars)),
-            Val::I(x) => buf.extend_from_slice(x.to_string().as_bytes()),
-            Val::U(x) => buf.extend_from_slice(x.to_string().as_bytes()),
-            Val::B(x) => buf.extend_from_slice(if *x { b"true" } else { b"false" }),
-            Val::F(_) => {
-                let _ = serde_json::to_writer(&mut *buf, &v.clone().into_json());
+            Val::I(x) => {
+                let _ = serde_json::to_writer(&mut *buf, x);
             }
+            Val::U(x) => {
+                let _ = serde_json::to_writer(&mut *buf, x);
+            }
+            Val::B(x) => buf.extend_from_slice(if *x { b"true" } else { b"false" }),
+            Val::F(x) if x.is_finite() => {
+                let _ = serde_json::to_writer(&mut *buf, x);
+            }
+            // JSON has no NaN or infinity: kept as text.
+            Val::F(x) => json_str(buf, &x.to_string()),
         }
     }
     let mut first = true;
@@ -786,7 +794,7 @@ fn write_metadata(
     }
     if events_dropped > 0 {
         key(buf, &mut first, "events_dropped");
-        buf.extend_from_slice(events_dropped.to_string().as_bytes());
+        let _ = serde_json::to_writer(&mut *buf, &events_dropped);
     }
     buf.push(b'}');
 }

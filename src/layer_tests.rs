@@ -50,6 +50,10 @@ fn metadata_written_as_text_equals_metadata_built_as_a_value() {
     fields.put("big", Val::U(u64::MAX));
     fields.put("ratio", Val::F(0.25));
     fields.put("nan", Val::F(f64::NAN));
+    fields.put("minus_inf", Val::F(f64::NEG_INFINITY));
+    fields.put("third", Val::F(1.0 / 3.0));
+    fields.put("whole", Val::F(2.0));
+    fields.put("small", Val::I(i64::MIN));
     fields.put("flag", Val::B(true));
     fields.put("a_rather_long_field_name", Val::I(1));
     fields.put("user_id", Val::S("not-a-uuid-but-long".into()));
