@@ -64,6 +64,8 @@ use tracing_postgres::{
 use tracing_subscriber::layer::Identity;
 use tracing_subscriber::prelude::*;
 
+#[path = "support/llm_span.rs"]
+mod llm_span;
 #[path = "support/thread_cpu.rs"]
 mod thread_cpu;
 use thread_cpu::thread_cpu_ns;
@@ -136,26 +138,7 @@ fn three_nested_spans() {
 }
 
 fn llm_span_late_record() {
-    let span = tracing::info_span!(
-        "llm",
-        model = black_box("gpt-4o-mini"),
-        temperature = black_box(0.2_f64),
-        prompt_tokens = tracing::field::Empty,
-        completion_tokens = tracing::field::Empty,
-        input_preview = tracing::field::Empty,
-        output_preview = tracing::field::Empty,
-    );
-    let _entered = span.enter();
-    span.record(
-        "input_preview",
-        black_box("How long do refunds take for an order paid by card?"),
-    );
-    span.record("prompt_tokens", black_box(1_200_i64));
-    span.record("completion_tokens", black_box(80_i64));
-    span.record(
-        "output_preview",
-        black_box("Refunds are processed within 5 business days [1]."),
-    );
+    llm_span::llm_span_late_record(1_200);
 }
 
 /// Runs `f` under `dispatch` inside a long-lived root span.

@@ -39,6 +39,8 @@ use tracing::{Dispatch, Level};
 use tracing_postgres::{Builder, DEFAULT_FLUSH_INTERVAL, Uuid};
 use tracing_subscriber::prelude::*;
 
+#[path = "support/llm_span.rs"]
+mod llm_span;
 #[path = "support/thread_cpu.rs"]
 mod thread_cpu;
 use thread_cpu::thread_cpu_ns;
@@ -517,28 +519,10 @@ async fn visibility(admin_url: &str, rate: u64, seconds: u64) -> Res<Value> {
     }))
 }
 
-/// The third hot-path workload: an LLM span with six fields, four of them recorded late.
+/// The third hot-path workload (an LLM span with four fields recorded late), its prompt
+/// tokens varying with `i`.
 fn llm_span(i: usize) {
-    let span = tracing::info_span!(
-        "llm",
-        model = "gpt-4o-mini",
-        temperature = 0.2_f64,
-        prompt_tokens = tracing::field::Empty,
-        completion_tokens = tracing::field::Empty,
-        input_preview = tracing::field::Empty,
-        output_preview = tracing::field::Empty,
-    );
-    let _entered = span.enter();
-    span.record(
-        "input_preview",
-        "How long do refunds take for an order paid by card?",
-    );
-    span.record("prompt_tokens", 1_000 + (i % 1_000) as i64);
-    span.record("completion_tokens", 80_i64);
-    span.record(
-        "output_preview",
-        "Refunds are processed within 5 business days [1].",
-    );
+    llm_span::llm_span_late_record(1_000 + (i % 1_000) as i64);
 }
 
 /// One thread running a hot-path workload (`one_span` or `llm_span`) under the layer alone,

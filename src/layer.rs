@@ -932,7 +932,7 @@ fn event_kind(event: &Event<'_>, attach: LevelFilter) -> EventKind {
 thread_local! {
     /// Emptied field vectors kept for the thread's next span or late record, so that in a
     /// steady stream of spans capturing their fields allocates nothing. Always empty of
-    /// fields: whoever takes it gives it back emptied (`pack`, `merge`, `clear`).
+    /// fields: `keep_spare` empties what it keeps.
     static SPARE: Cell<Fields> = const { Cell::new(Fields::new()) };
 }
 
@@ -942,9 +942,10 @@ fn spare_fields() -> Fields {
     SPARE.try_with(Cell::take).unwrap_or_default()
 }
 
-/// Keeps emptied field vectors for the thread's next span (those kept before are freed).
-fn keep_spare(fields: Fields) {
-    debug_assert_eq!(fields.len(), 0);
+/// Keeps field vectors, emptied here, for the thread's next span (those kept before are
+/// freed).
+fn keep_spare(mut fields: Fields) {
+    fields.clear();
     let _ = SPARE.try_with(|cell| cell.set(fields));
 }
 
@@ -1040,7 +1041,6 @@ where
                 data.fields.merge(&mut later);
             }
         }
-        later.clear();
         keep_spare(later);
     }
 

@@ -182,7 +182,6 @@ pub(crate) fn spawn(
                 shared,
                 batch: Batch::with_capacity(config.batch_size.max(1)),
                 batch_size: config.batch_size.max(1),
-                connections: links.len(),
                 budget: CoreBudget::new(config.lower_priority, links.len()),
                 cpu_seen: cores::thread_cpu_ns(),
                 writer_cpu,
@@ -388,9 +387,8 @@ struct Writer {
     shared: Arc<Shared>,
     batch: Batch,
     batch_size: usize,
-    /// Connection threads running.
-    connections: usize,
-    /// How many of them may write at once (see [`cores`]).
+    /// How many of the connection threads running may write at once (see [`cores`]); its
+    /// maximum is how many are running.
     budget: CoreBudget,
     /// CPU time of the writer's threads, this one's included, and this one's at its last report.
     writer_cpu: Arc<WriterCpu>,
@@ -520,7 +518,7 @@ impl Writer {
         let Some(work) = &self.work else { return };
         let batch = std::mem::replace(&mut self.batch, Batch::with_capacity(self.batch_size));
         self.writer_cpu.report(&mut self.cpu_seen);
-        let allowed = self.budget.allowed(&self.writer_cpu).min(self.connections);
+        let allowed = self.budget.allowed(&self.writer_cpu);
         // A batch big enough is split across the connections, written side by side: its rows
         // are visible sooner.
         let parts = (batch.rows() / MIN_ROWS_PER_CONNECTION).clamp(1, allowed);
