@@ -20,7 +20,7 @@
 //! ```
 //! `PSQL` names the psql binary (default `psql` on `PATH`). For experiments, `TPG_CONNECTIONS`
 //! and `TPG_BATCH` set the writer's connections and batch size in `ingest` (defaults: the
-//! crate's, 3 and 10,000). `hot [spans]`, `hot-llm [spans]` and `provider [calls]` run one
+//! crate's, 3 and 10,000), and `TPG_LOWER_PRIORITY=0` turns `lower_writer_priority` off. `hot [spans]`, `hot-llm [spans]` and `provider [calls]` run one
 //! thread of the layer (the hot-path bench's first or third workload) or of `log_llm_call`
 //! alone, for `perf record` or callgrind; `hot` and `hot-llm` also print the thread's CPU time
 //! per span.
@@ -176,6 +176,7 @@ async fn ingest(admin_url: &str, spans: usize) -> Res<Value> {
     let (layer, guard) = Builder::new(&url_a)
         .connections(env("TPG_CONNECTIONS").unwrap_or(3))
         .batch_size(env("TPG_BATCH").unwrap_or(10_000) as usize)
+        .lower_writer_priority(env("TPG_LOWER_PRIORITY") != Some(0))
         .queue_capacity(spans * 2 + 100_000)
         .max_queue_bytes(8 << 30)
         .shutdown_timeout(Duration::from_secs(600))

@@ -66,11 +66,26 @@ pub(crate) enum Slot {
     RetryCount,
 }
 
-/// The slot a field name fills and its rank (0 = the spec's own name), or `None` for a field
-/// kept in metadata.
-pub(crate) fn slot_of(name: &str) -> Option<(Slot, u8)> {
-    use Slot::*;
-    Some(match name {
+/// The well-known names: the slot each fills and its rank (0 = the spec's own name). One list
+/// makes both the lookup (`match`) and the table of name shapes that rejects most other
+/// names before it.
+macro_rules! well_known_names {
+    ($($name:literal => ($slot:ident, $rank:literal),)*) => {
+        /// Every well-known name.
+        const WELL_KNOWN: &[&str] = &[$($name),*];
+
+        /// The slot and rank of a well-known name.
+        fn lookup(name: &str) -> Option<(Slot, u8)> {
+            use Slot::*;
+            Some(match name {
+                $($name => ($slot, $rank),)*
+                _ => return None,
+            })
+        }
+    };
+}
+
+well_known_names! {
         "span_type" => (SpanType, 0),
         "gen_ai.operation.name" => (SpanType, 1),
         "openinference.span.kind" => (SpanType, 2),
@@ -153,8 +168,38 @@ pub(crate) fn slot_of(name: &str) -> Option<(Slot, u8)> {
         "vectors_generated" => (VectorsGenerated, 0),
         "retryable" => (Retryable, 0),
         "retry_count" => (RetryCount, 0),
-        _ => return None,
-    })
+}
+
+/// For each first byte (ASCII), a bit per length (lengths of 63 and more share bit 63) that
+/// some well-known name has: most other names (a route, an attempt, a score) fail this in a
+/// few instructions, before the string comparisons of [`lookup`].
+static NAME_SHAPES: [u64; 128] = name_shapes(WELL_KNOWN);
+
+const fn name_shapes(names: &[&str]) -> [u64; 128] {
+    let mut table = [0u64; 128];
+    let mut i = 0;
+    while i < names.len() {
+        let name = names[i].as_bytes();
+        // Every well-known name is non-empty ASCII (checked by a test).
+        table[(name[0] & 0x7f) as usize] |= 1 << shape_bit(name.len());
+        i += 1;
+    }
+    table
+}
+
+const fn shape_bit(len: usize) -> u32 {
+    if len < 63 { len as u32 } else { 63 }
+}
+
+/// The slot a field name fills and its rank (0 = the spec's own name), or `None` for a field
+/// kept in metadata.
+pub(crate) fn slot_of(name: &str) -> Option<(Slot, u8)> {
+    let first = *name.as_bytes().first()?;
+    let shapes = NAME_SHAPES.get(usize::from(first)).copied().unwrap_or(0);
+    if shapes & (1 << shape_bit(name.len())) == 0 {
+        return None;
+    }
+    lookup(name)
 }
 
 /// A field's value as `tracing` gave it.
@@ -240,86 +285,115 @@ impl Val {
     }
 }
 
-/// The fields of one span or event, sorted into slots and the rest.
-#[derive(Debug, Default, Clone)]
+/// The fields of one span or event: the well-known slots (with the rank of the alias each was
+/// recorded under) first, then the metadata keys in the order first recorded. A slot's lookup
+/// stops at the first metadata key: the writer looks up some twenty slots per span.
+///
+/// Up to [`INLINE_FIELDS`] entries are stored inline. A span's fields live in its registry
+/// extension while it is open and move, as they are, into the record queued at its close, so
+/// the three or four fields of a typical span cost no allocation on the application's thread
+/// and no free on the writer's. (With glibc's allocator and others with per-thread caches, a
+/// block freed on another thread than the one that allocated it takes the allocating arena's
+/// lock and leaves the allocating thread's cache empty.) More fields spill to the heap.
+#[derive(Debug, Default, Clone, PartialEq)]
 pub(crate) struct Fields {
-    known: Vec<(Slot, u8, Val)>,
-    pub extra: Vec<(&'static str, Val)>,
+    entries: SmallVec<[(Key, Val); INLINE_FIELDS]>,
+    /// How many entries, at the front, are slots.
+    known: usize,
+}
+
+/// Entries a [`Fields`] holds without an allocation of its own: the three or four fields of a
+/// typical span.
+pub(crate) const INLINE_FIELDS: usize = 4;
+
+/// Where an entry goes: a well-known slot (with its alias rank) or a metadata key.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Key {
+    /// A column's slot, and the rank of the alias it was recorded under.
+    Known(Slot, u8),
+    /// A field kept in `metadata`, under its own name.
+    Extra(&'static str),
 }
 
 impl Fields {
-    /// No fields (and no allocation), for a `const` context.
-    pub const fn new() -> Self {
-        Self {
-            known: Vec::new(),
-            extra: Vec::new(),
-        }
-    }
-
     /// Makes room for `n` more fields of a well-known name, the usual kind of a field recorded
-    /// late (tokens, previews), so that recording them does not grow the vector piecemeal.
+    /// late (tokens, previews), so that recording them does not grow the storage piecemeal.
     pub fn reserve_known(&mut self, n: usize) {
-        self.known.reserve(n);
+        self.entries.reserve(n);
     }
 
     /// How many fields are set.
     pub fn len(&self) -> usize {
-        self.known.len() + self.extra.len()
-    }
-
-    /// Removes every field, keeping the capacity.
-    pub fn clear(&mut self) {
-        self.known.clear();
-        self.extra.clear();
+        self.entries.len()
     }
 
     /// Sets a field by name.
     pub fn put(&mut self, name: &'static str, val: Val) {
-        match slot_of(name) {
-            Some((slot, rank)) => match self.known.iter_mut().find(|(s, _, _)| *s == slot) {
-                Some(entry) if rank <= entry.1 => *entry = (slot, rank, val),
-                Some(_) => {}
-                None => self.known.push((slot, rank, val)),
-            },
-            None => match self.extra.iter_mut().find(|(n, _)| *n == name) {
-                Some(entry) => entry.1 = val,
-                None => self.extra.push((name, val)),
-            },
+        let key = match slot_of(name) {
+            Some((slot, rank)) => Key::Known(slot, rank),
+            None => Key::Extra(name),
+        };
+        self.put_key(key, val);
+    }
+
+    /// Sets a field by its key: a slot keeps the value of its lowest-ranked alias, a metadata
+    /// key its last value.
+    fn put_key(&mut self, key: Key, val: Val) {
+        match key {
+            Key::Known(slot, rank) => {
+                for entry in &mut self.entries[..self.known] {
+                    if let Key::Known(s, old) = entry.0
+                        && s == slot
+                    {
+                        if rank <= old {
+                            *entry = (key, val);
+                        }
+                        return;
+                    }
+                }
+                self.entries.insert(self.known, (key, val));
+                self.known += 1;
+            }
+            Key::Extra(name) => {
+                for entry in &mut self.entries[self.known..] {
+                    if let Key::Extra(n) = entry.0
+                        && n == name
+                    {
+                        entry.1 = val;
+                        return;
+                    }
+                }
+                self.entries.push((key, val));
+            }
         }
     }
 
-    /// Merges fields recorded later (`Span::record`) over these, leaving `later` empty with its
-    /// capacity, to be used again.
-    pub fn merge(&mut self, later: &mut Fields) {
-        for (slot, rank, val) in later.known.drain(..) {
-            match self.known.iter_mut().find(|(s, _, _)| *s == slot) {
-                Some(entry) if rank <= entry.1 => *entry = (slot, rank, val),
-                Some(_) => {}
-                None => self.known.push((slot, rank, val)),
-            }
+    /// Merges fields recorded later (`Span::record`) over these.
+    pub fn merge(&mut self, later: Fields) {
+        for (key, val) in later.entries {
+            self.put_key(key, val);
         }
-        for (name, val) in later.extra.drain(..) {
-            match self.extra.iter_mut().find(|(n, _)| *n == name) {
-                Some(entry) => entry.1 = val,
-                None => self.extra.push((name, val)),
-            }
-        }
+    }
+
+    fn position(&self, slot: Slot) -> Option<usize> {
+        self.entries[..self.known]
+            .iter()
+            .position(|(k, _)| matches!(k, Key::Known(s, _) if *s == slot))
     }
 
     pub fn get(&self, slot: Slot) -> Option<&Val> {
-        self.known
-            .iter()
-            .find(|(s, _, _)| *s == slot)
-            .map(|(_, _, v)| v)
+        self.position(slot).map(|i| &self.entries[i].1)
     }
 
+    /// Removes a slot's value, keeping the other entries in their order.
     pub fn take(&mut self, slot: Slot) -> Option<Val> {
-        let i = self.known.iter().position(|(s, _, _)| *s == slot)?;
-        Some(self.known.swap_remove(i).2)
+        let i = self.position(slot)?;
+        self.known -= 1;
+        Some(self.entries.remove(i).1)
     }
 
     pub fn has(&self, slot: Slot) -> bool {
-        self.get(slot).is_some()
+        self.position(slot).is_some()
     }
 
     pub fn text(&self, slot: Slot) -> Option<String> {
@@ -342,9 +416,40 @@ impl Fields {
         self.get(slot).and_then(Val::as_bool)
     }
 
+    /// The values of several slots, in one pass over the fields.
+    pub fn get_many<const N: usize>(&self, slots: [Slot; N]) -> [Option<&Val>; N] {
+        let mut found = [None; N];
+        for (key, val) in &self.entries[..self.known] {
+            if let Key::Known(slot, _) = key
+                && let Some(i) = slots.iter().position(|s| s == slot)
+            {
+                found[i] = Some(val);
+            }
+        }
+        found
+    }
+
     /// Whether the span carries token usage or cost.
     pub fn has_usage(&self) -> bool {
-        self.has(Slot::PromptTokens) || self.has(Slot::CompletionTokens) || self.has(Slot::CostUsd)
+        self.entries[..self.known].iter().any(|(k, _)| {
+            matches!(
+                k,
+                Key::Known(
+                    Slot::PromptTokens | Slot::CompletionTokens | Slot::CostUsd,
+                    _
+                )
+            )
+        })
+    }
+
+    /// The fields kept in metadata, in the order first recorded.
+    pub fn extras(&self) -> impl Iterator<Item = (&'static str, &Val)> {
+        self.entries[self.known..]
+            .iter()
+            .filter_map(|(k, v)| match k {
+                Key::Extra(name) => Some((*name, v)),
+                Key::Known(..) => None,
+            })
     }
 
     /// Takes the fields kept in metadata, as a JSON object already sanitised (flat values: no
@@ -353,86 +458,30 @@ impl Fields {
         &mut self,
         limits: &TextLimits,
     ) -> serde_json::Map<String, serde_json::Value> {
-        self.extra
-            .drain(..)
-            .map(|(name, val)| {
-                // Field names are compile-time strings: cleaning is a length check and a scan.
-                (
+        let mut json = serde_json::Map::new();
+        for (key, val) in self.entries.drain(self.known..) {
+            // Field names are compile-time strings: cleaning is a length check and a scan.
+            if let Key::Extra(name) = key {
+                json.insert(
                     clean_static(name, limits.label).into_owned(),
                     val.into_clean_json(limits.content),
-                )
-            })
-            .collect()
-    }
-}
-
-/// A span's fields as queued when it closes: up to [`PACKED_INLINE`] entries stored inline, in
-/// the queued record's own allocation.
-///
-/// Why: the vectors of [`Fields`] are allocated on the application's thread while the span is
-/// open. Queued as they are, they would be freed on the writer's thread, and with glibc's
-/// allocator (and others with per-thread caches) such cross-thread frees take the allocating
-/// arena's lock and leave the application thread's cache empty, so every span's next
-/// allocation took the slow path and touched fresh pages. Packed, the vectors are freed on the
-/// thread that made them (and reused by its next span), and the writer gets one allocation
-/// per span. [`unpack`](Packed::unpack) rebuilds the [`Fields`] on the writer's thread.
-#[derive(Debug)]
-pub(crate) struct Packed(SmallVec<[(Key, Val); PACKED_INLINE]>);
-
-/// Entries a [`Packed`] holds without an allocation of its own: the three or four fields of a
-/// typical span. More spill to the heap, as a vector did before.
-pub(crate) const PACKED_INLINE: usize = 4;
-
-/// Where a packed entry goes: a well-known slot (with its alias rank) or a metadata key.
-#[derive(Debug)]
-pub(crate) enum Key {
-    /// A column's slot, and the rank of the alias it was recorded under.
-    Known(Slot, u8),
-    /// A field kept in `metadata`, under its own name.
-    Extra(&'static str),
-}
-
-impl Fields {
-    /// Moves the entries into their queued form, leaving these fields empty with their
-    /// capacity: the layer keeps the vectors for the thread's next span.
-    pub fn pack(&mut self) -> Packed {
-        let known = self.known.drain(..).map(|(s, r, v)| (Key::Known(s, r), v));
-        let extra = self.extra.drain(..).map(|(n, v)| (Key::Extra(n), v));
-        Packed(known.chain(extra).collect())
-    }
-}
-
-impl Packed {
-    /// The fields again, for mapping to columns (on the writer's thread).
-    pub fn unpack(self) -> Fields {
-        let known = self
-            .0
-            .iter()
-            .filter(|(k, _)| matches!(k, Key::Known(..)))
-            .count();
-        let mut f = Fields {
-            known: Vec::with_capacity(known),
-            extra: Vec::with_capacity(self.0.len() - known),
-        };
-        for (key, val) in self.0 {
-            match key {
-                Key::Known(slot, rank) => f.known.push((slot, rank, val)),
-                Key::Extra(name) => f.extra.push((name, val)),
+                );
             }
         }
-        f
+        json
     }
 
-    /// Approximate heap bytes beyond the queued record itself, for the queue's byte budget.
+    /// Approximate heap bytes beyond the record holding these fields, for the queue's byte
+    /// budget: spilled entries and text too long to be stored inline.
     pub fn approx_bytes(&self) -> usize {
-        let spilled = if self.0.spilled() {
-            self.0.capacity() * std::mem::size_of::<(Key, Val)>()
+        let spilled = if self.entries.spilled() {
+            self.entries.capacity() * std::mem::size_of::<(Key, Val)>()
         } else {
             0
         };
         spilled
             + self
-                .0
+                .entries
                 .iter()
                 .map(|(_, v)| match v {
                     Val::S(s) if s.is_heap_allocated() => s.capacity(),
@@ -502,32 +551,101 @@ mod tests {
     }
 
     #[test]
-    fn packing_keeps_every_field_its_slot_and_its_rank() {
+    fn every_well_known_name_passes_the_shape_table_and_others_mostly_do_not() {
+        for name in WELL_KNOWN {
+            assert!(name.is_ascii() && !name.is_empty(), "{name}");
+            assert_eq!(slot_of(name), lookup(name), "{name}");
+            assert!(slot_of(name).is_some(), "{name}");
+        }
+        for name in [
+            "route",
+            "attempt",
+            "score",
+            "documents",
+            "",
+            "é",
+            "modelx",
+            "Model",
+        ] {
+            assert_eq!(slot_of(name), None, "{name}");
+        }
+        // Same first byte and length as a well-known name, yet not one: the lookup decides.
+        assert_eq!(slot_of("modem"), None);
+        assert_eq!(slot_of("model"), Some((Slot::Model, 0)));
+    }
+
+    #[test]
+    fn the_lowest_ranked_alias_wins_whatever_the_order_and_extras_keep_theirs() {
         // Within the inline capacity, and spilled beyond it.
         for extra in [0, 1, 5] {
-            let before = sample(extra);
-            let mut emptied = before.clone();
-            let packed = emptied.pack();
-            assert_eq!(emptied.len(), 0, "{extra}");
-            assert!(emptied.known.capacity() >= 2, "{extra}");
-            assert_eq!(packed.0.spilled(), 2 + extra > PACKED_INLINE, "{extra}");
-            let mut after = packed.unpack();
-            assert_eq!(after.known, before.known, "{extra}");
-            assert_eq!(after.extra, before.extra, "{extra}");
-            // The rank still decides: a lower-priority alias recorded later does not win.
-            after.put("llm.model_name", Val::S("late alias".into()));
-            assert_eq!(after.text(Slot::Model).as_deref(), Some("gpt-4o-mini"));
+            let mut f = sample(extra);
+            assert_eq!(f.len(), 2 + extra, "{extra}");
+            assert_eq!(f.entries.spilled(), 2 + extra > INLINE_FIELDS, "{extra}");
+            assert_eq!(f.text(Slot::Model).as_deref(), Some("gpt-4o-mini"));
+            // A lower-priority alias recorded later does not win; the spec's name does.
+            f.put("llm.model_name", Val::S("late alias".into()));
+            assert_eq!(f.text(Slot::Model).as_deref(), Some("gpt-4o-mini"));
+            let names: Vec<_> = f.extras().map(|(n, _)| n).collect();
+            assert_eq!(
+                names,
+                ["route", "attempt", "score", "region", "tenant"][..extra],
+                "{extra}"
+            );
+            // A metadata key recorded again keeps its place and takes the new value.
+            if extra > 0 {
+                f.put("route", Val::S("again".into()));
+                assert_eq!(f.extras().next(), Some(("route", &Val::S("again".into()))));
+                assert_eq!(f.len(), 2 + extra);
+            }
         }
     }
 
     #[test]
-    fn packed_bytes_count_spilled_entries_and_long_text_only() {
-        let inline = sample(1).pack();
-        assert_eq!(inline.approx_bytes(), 0, "short text and inline entries");
+    fn merging_and_taking_keep_the_order_of_metadata_keys() {
+        let mut f = sample(3);
+        let mut later = Fields::default();
+        later.put("prompt_tokens", Val::I(99));
+        later.put("llm.model_name", Val::S("ignored alias".into()));
+        later.put("attempt", Val::U(7));
+        later.put("tenant", Val::U(8));
+        f.merge(later);
+        assert_eq!(f.i64(Slot::PromptTokens), Some(99));
+        assert_eq!(f.text(Slot::Model).as_deref(), Some("gpt-4o-mini"));
+        assert_eq!(f.take(Slot::Model), Some(Val::S("gpt-4o-mini".into())));
+        assert!(!f.has(Slot::Model));
+        let extras: Vec<_> = f.extras().map(|(n, v)| (n, v.clone())).collect();
+        assert_eq!(
+            extras,
+            [
+                ("route", Val::U(0)),
+                ("attempt", Val::U(7)),
+                ("score", Val::U(2)),
+                ("tenant", Val::U(8)),
+            ]
+        );
+        // Slots stay in front of the metadata keys, whatever the order of recording.
+        let mut mixed = Fields::default();
+        mixed.put("route", Val::U(1));
+        mixed.put("model", Val::S("m".into()));
+        mixed.put("attempt", Val::U(2));
+        mixed.put("top_score", Val::F(0.5));
+        assert!(matches!(mixed.entries[0].0, Key::Known(..)));
+        assert!(matches!(mixed.entries[1].0, Key::Known(..)));
+        assert_eq!(mixed.f64(Slot::TopScore), Some(0.5));
+        let names: Vec<_> = mixed.extras().map(|(n, _)| n).collect();
+        assert_eq!(names, ["route", "attempt"]);
+        let json = f.take_extra_json(&TextLimits::default());
+        assert_eq!(json.len(), 4);
+        assert_eq!(f.extras().count(), 0);
+        assert_eq!(f.i64(Slot::PromptTokens), Some(99), "slots stay");
+    }
+
+    #[test]
+    fn queued_bytes_count_spilled_entries_and_long_text_only() {
+        assert_eq!(sample(1).approx_bytes(), 0, "short text and inline entries");
         let mut long = Fields::default();
         long.put("query_text", Val::S("q".repeat(100).into()));
-        assert!(long.pack().approx_bytes() >= 100);
-        let spilled = sample(5).pack();
-        assert!(spilled.approx_bytes() >= 7 * std::mem::size_of::<(Key, Val)>());
+        assert!(long.approx_bytes() >= 100);
+        assert!(sample(5).approx_bytes() >= 7 * std::mem::size_of::<(Key, Val)>());
     }
 }

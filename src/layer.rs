@@ -8,7 +8,6 @@
 
 use std::any::TypeId;
 use std::borrow::Cow;
-use std::cell::Cell;
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -23,7 +22,7 @@ use tracing_subscriber::registry::LookupSpan;
 use uuid::Uuid;
 
 use crate::context::{TraceContext, TraceId, TraceState};
-use crate::fields::{Collector, Fields, Packed, Slot, Val};
+use crate::fields::{Collector, Fields, Slot, Val};
 use crate::prices::PriceTable;
 use crate::provider::PostgresProvider;
 use crate::record::{
@@ -134,16 +133,28 @@ impl SpanData {
         }
     }
 
-    /// Takes user, session and kb ids from the fields, where given.
-    fn apply_ids(&mut self, fields: &Fields) {
-        if let Some(v) = fields.get(Slot::UserId) {
-            self.user_id = parse_uuid(v).or(self.user_id);
+    /// Takes the user, session and kb ids the span names, where given: in its own fields, or
+    /// in `later` ones (recorded with `Span::record`).
+    fn apply_ids(&mut self, later: Option<&Fields>) {
+        let SpanData {
+            fields,
+            user_id,
+            session_id,
+            kb_id,
+            ..
+        } = self;
+        let [user, session, kb] =
+            later
+                .unwrap_or(fields)
+                .get_many([Slot::UserId, Slot::SessionId, Slot::KbId]);
+        if let Some(v) = user {
+            *user_id = parse_uuid(v).or(*user_id);
         }
-        if let Some(v) = fields.text(Slot::SessionId) {
-            self.session_id = Some(v.into());
+        if let Some(v) = session {
+            *session_id = Some(v.to_text().into());
         }
-        if let Some(v) = fields.get(Slot::KbId) {
-            self.kb_id = parse_uuid(v).or(self.kb_id);
+        if let Some(v) = kb {
+            *kb_id = parse_uuid(v).or(*kb_id);
         }
     }
 }
@@ -276,7 +287,7 @@ impl PostgresLayer {
     /// here (the trace's usage totals, whether the thread panics, the clock); mapping fields to
     /// columns, sanitising and building the metadata JSON is [`finish_span`]'s, on the writer's
     /// thread (or here, when privacy settings must see the finished row before it is queued).
-    fn close_span(&self, name: &'static str, mut data: SpanData, counts: bool) {
+    fn close_span(&self, name: &'static str, data: SpanData, counts: bool) {
         // The clock as read; converted to a date on the writer's thread.
         let ended_at = std::time::SystemTime::now();
         if counts {
@@ -293,8 +304,7 @@ impl PostgresLayer {
             panicking: std::thread::panicking(),
         };
         if self.provider.handle.privacy.is_active() {
-            // The privacy settings see the finished row here, before it is queued: no point
-            // packing the fields only to unpack them on this same thread.
+            // The privacy settings see the finished row here, before it is queued.
             let raw = RawSpan::new(head, data.fields, data.rare);
             let row = finish_span(&self.config, self.limits(), raw);
             self.push(Record::Span(Box::new(row)));
@@ -302,10 +312,9 @@ impl PostgresLayer {
         }
         let queued = QueuedSpan {
             head,
-            fields: data.fields.pack(),
+            fields: data.fields,
             rare: data.rare,
         };
-        keep_spare(data.fields);
         self.push(Record::Raw(Box::new(queued)));
     }
 
@@ -490,14 +499,15 @@ impl PostgresLayer {
     }
 }
 
-/// A closed span inside a trace as it waits in the queue: one allocation, its fields packed
-/// (see [`Packed`] for why), what few spans have (an error, attached events) boxed apart.
+/// A closed span inside a trace as it waits in the queue: one allocation holding its fields
+/// (inline, see [`Fields`] for why), what few spans have (an error, attached events) boxed
+/// apart.
 /// [`into_raw`](Self::into_raw) makes the [`RawSpan`] the writer maps to a row.
 #[derive(Debug)]
 pub(crate) struct QueuedSpan {
     head: SpanHead,
-    /// The fields as captured, packed on the span's thread.
-    fields: Packed,
+    /// The fields as captured on the span's thread.
+    fields: Fields,
     /// An error or attached events; `None` for most spans.
     rare: Option<Box<Rare>>,
 }
@@ -566,16 +576,16 @@ impl QueuedSpan {
 
     /// The span as the writer maps it (on the writer's thread).
     pub(crate) fn into_raw(self) -> RawSpan {
-        RawSpan::new(self.head, self.fields.unpack(), self.rare)
+        RawSpan::new(self.head, self.fields, self.rare)
     }
 }
 
-/// A closed span inside a trace, unpacked from its [`QueuedSpan`] on the writer's thread: its
+/// A closed span inside a trace, taken from its [`QueuedSpan`] on the writer's thread: its
 /// fields as captured, mapped to a row by [`finish_span`] or [`encode_raw_span`].
 #[derive(Debug)]
 pub(crate) struct RawSpan {
     head: SpanHead,
-    /// The fields, unpacked.
+    /// The fields as captured.
     fields: Fields,
     /// The error type and message of an error event.
     error: Option<SpanError>,
@@ -778,7 +788,7 @@ fn write_metadata(
     }
     let mut first = true;
     buf.push(b'{');
-    for (name, v) in &fields.extra {
+    for (name, v) in fields.extras() {
         key(buf, &mut first, &clean_static(name, l.label));
         val(buf, v, l.content);
     }
@@ -929,26 +939,6 @@ fn event_kind(event: &Event<'_>, attach: LevelFilter) -> EventKind {
     }
 }
 
-thread_local! {
-    /// Emptied field vectors kept for the thread's next span or late record, so that in a
-    /// steady stream of spans capturing their fields allocates nothing. Always empty of
-    /// fields: `keep_spare` empties what it keeps.
-    static SPARE: Cell<Fields> = const { Cell::new(Fields::new()) };
-}
-
-/// The thread's spare field vectors (empty), or new ones. A span opened while another holds
-/// them (a nested span, a record made while formatting a value) gets new ones.
-fn spare_fields() -> Fields {
-    SPARE.try_with(Cell::take).unwrap_or_default()
-}
-
-/// Keeps field vectors, emptied here, for the thread's next span (those kept before are
-/// freed).
-fn keep_spare(mut fields: Fields) {
-    fields.clear();
-    let _ = SPARE.try_with(|cell| cell.set(fields));
-}
-
 impl<S> tracing_subscriber::Layer<S> for PostgresLayer
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
@@ -961,7 +951,7 @@ where
         if on_writer_thread() {
             return;
         }
-        let mut fields = spare_fields();
+        let mut fields = Fields::default();
         attrs.record(&mut Collector(&mut fields));
         // Fields declared without a value (`field::Empty`) are recorded later: room for them now.
         let late = attrs.metadata().fields().len().saturating_sub(fields.len());
@@ -1008,15 +998,14 @@ where
             trace_id,
             state,
             started_at: now,
-            fields: Fields::default(),
+            fields,
             user_id,
             session_id,
             kb_id,
             usage_below: false,
             rare: None,
         };
-        data.apply_ids(&fields);
-        data.fields = fields;
+        data.apply_ids(None);
         let name = span.name();
         if is_root {
             let row = self.trace_row(name, &data, None);
@@ -1032,16 +1021,15 @@ where
         if on_writer_thread() {
             return;
         }
-        let mut later = spare_fields();
+        let mut later = Fields::default();
         values.record(&mut Collector(&mut later));
         if let Some(span) = ctx.span(id) {
             let mut ext = span.extensions_mut();
             if let Some(data) = ext.get_mut::<SpanData>() {
-                data.apply_ids(&later);
-                data.fields.merge(&mut later);
+                data.apply_ids(Some(&later));
+                data.fields.merge(later);
             }
         }
-        keep_spare(later);
     }
 
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
