@@ -46,6 +46,8 @@ fn metadata_written_as_text_equals_metadata_built_as_a_value() {
     fields.put("route", Val::S("/chat".into()));
     fields.put("long", Val::S("x".repeat(100).into()));
     fields.put("nul", Val::S("a\0b\"quote\\".into()));
+    fields.put("ctl", Val::S("tab\tnl\n\u{1f}\u{7f}".into()));
+    fields.put("utf8", Val::S("café ✓ 😀".into()));
     fields.put("count", Val::I(-3));
     fields.put("big", Val::U(u64::MAX));
     fields.put("ratio", Val::F(0.25));
