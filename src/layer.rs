@@ -287,7 +287,10 @@ impl PostgresLayer {
     /// here (the trace's usage totals, whether the thread panics, the clock); mapping fields to
     /// columns, sanitising and building the metadata JSON is [`finish_span`]'s, on the writer's
     /// thread (or here, when privacy settings must see the finished row before it is queued).
-    fn close_span(&self, name: &'static str, data: SpanData, counts: bool) {
+    ///
+    /// The fields and the rare part are taken from `data` in place, in the span's extension:
+    /// moving the whole `SpanData` out of its box first would copy it once more.
+    fn close_span(&self, name: &'static str, data: &mut SpanData, counts: bool) {
         // The clock as read; converted to a date on the writer's thread.
         let ended_at = std::time::SystemTime::now();
         if counts {
@@ -305,15 +308,15 @@ impl PostgresLayer {
         };
         if self.provider.handle.privacy.is_active() {
             // The privacy settings see the finished row here, before it is queued.
-            let raw = RawSpan::new(head, data.fields, data.rare);
+            let raw = RawSpan::new(head, std::mem::take(&mut data.fields), data.rare.take());
             let row = finish_span(&self.config, self.limits(), raw);
             self.push(Record::Span(Box::new(row)));
             return;
         }
         let queued = QueuedSpan {
             head,
-            fields: data.fields,
-            rare: data.rare,
+            fields: std::mem::take(&mut data.fields),
+            rare: data.rare.take(),
         };
         self.push(Record::Raw(Box::new(queued)));
     }
@@ -1106,24 +1109,35 @@ where
             return;
         }
         let Some(span) = ctx.span(&id) else { return };
-        let Some(data) = span.extensions_mut().remove::<SpanData>() else {
+        let name = span.name();
+        let mut ext = span.extensions_mut();
+        let Some(data) = ext.get_mut::<SpanData>() else {
             return;
         };
         // Roll-up rule: usage counts once, at the deepest span that reports it. A span with
         // usage (or with usage below it) marks its parent, whose own usage then does not count.
         let own_usage = data.fields.has_usage();
-        let counts = own_usage && !data.usage_below;
-        if let Some(parent) = span.parent().filter(|_| own_usage || data.usage_below) {
+        let usage_below = data.usage_below;
+        let counts = own_usage && !usage_below;
+        if data.is_root {
+            let Some(data) = ext.remove::<SpanData>() else {
+                return;
+            };
+            drop(ext);
+            self.close_root(name, data, counts);
+        } else {
+            self.close_span(name, data, counts);
+            drop(ext);
+        }
+        // Only then is the parent looked up (most spans report no usage), and with this span's
+        // extensions released.
+        if (own_usage || usage_below)
+            && let Some(parent) = span.parent()
+        {
             let mut ext = parent.extensions_mut();
             if let Some(p) = ext.get_mut::<SpanData>() {
                 p.usage_below = true;
             }
-        }
-        let name = span.name();
-        if data.is_root {
-            self.close_root(name, data, counts);
-        } else {
-            self.close_span(name, data, counts);
         }
     }
 

@@ -11,8 +11,10 @@
 //!
 //! So the writer measures what the rest of the process uses, its own threads excluded, and
 //! hands batches to at most as many connections as there are cores left over. While the
-//! application idles (between bursts, after its work is done) the writer uses every
-//! connection; while it is busy, one, and the queue buffers meanwhile. The writer cannot tell a
+//! application idles (between bursts, after its work is done) the writer keeps one connection
+//! busy per core, up to all of them; while it is busy, one, and the queue buffers meanwhile.
+//! (Every connection on two cores, three rather than two, wrote no faster: the cores, not the
+//! connections, bound the server's work there.) The writer cannot tell a
 //! local server from a remote one, so it applies the rule in both cases;
 //! [`Builder::lower_writer_priority`](crate::Builder::lower_writer_priority)`(false)` turns it
 //! off with the lower priority.
