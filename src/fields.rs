@@ -300,6 +300,9 @@ pub(crate) struct Fields {
     entries: SmallVec<[(Key, Val); INLINE_FIELDS]>,
     /// How many entries, at the front, are slots.
     known: usize,
+    /// Whether a user, session or knowledge-base id was recorded: most spans name none, and
+    /// the layer then skips looking for them.
+    names_ids: bool,
 }
 
 /// Entries a [`Fields`] holds without an allocation of its own: the three or four fields of a
@@ -351,8 +354,13 @@ impl Fields {
                         return;
                     }
                 }
-                self.entries.insert(self.known, (key, val));
+                if self.known == self.entries.len() {
+                    self.entries.push((key, val));
+                } else {
+                    self.entries.insert(self.known, (key, val));
+                }
                 self.known += 1;
+                self.names_ids |= matches!(slot, Slot::UserId | Slot::SessionId | Slot::KbId);
             }
             Key::Extra(name) => {
                 for entry in &mut self.entries[self.known..] {
@@ -414,6 +422,11 @@ impl Fields {
 
     pub fn bool(&self, slot: Slot) -> Option<bool> {
         self.get(slot).and_then(Val::as_bool)
+    }
+
+    /// Whether a user, session or knowledge-base id was recorded (and perhaps taken since).
+    pub fn names_ids(&self) -> bool {
+        self.names_ids
     }
 
     /// The values of several slots, in one pass over the fields.
@@ -629,6 +642,11 @@ mod tests {
         mixed.put("model", Val::S("m".into()));
         mixed.put("attempt", Val::U(2));
         mixed.put("top_score", Val::F(0.5));
+        assert!(!mixed.names_ids(), "no id recorded");
+        mixed.put("session.id", Val::S("s-1".into()));
+        assert!(mixed.names_ids());
+        assert_eq!(mixed.text(Slot::SessionId).as_deref(), Some("s-1"));
+        assert_eq!(mixed.take(Slot::SessionId), Some(Val::S("s-1".into())));
         assert!(matches!(mixed.entries[0].0, Key::Known(..)));
         assert!(matches!(mixed.entries[1].0, Key::Known(..)));
         assert_eq!(mixed.f64(Slot::TopScore), Some(0.5));

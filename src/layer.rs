@@ -143,10 +143,11 @@ impl SpanData {
             kb_id,
             ..
         } = self;
-        let [user, session, kb] =
-            later
-                .unwrap_or(fields)
-                .get_many([Slot::UserId, Slot::SessionId, Slot::KbId]);
+        let fields = later.unwrap_or(fields);
+        if !fields.names_ids() {
+            return;
+        }
+        let [user, session, kb] = fields.get_many([Slot::UserId, Slot::SessionId, Slot::KbId]);
         if let Some(v) = user {
             *user_id = parse_uuid(v).or(*user_id);
         }
