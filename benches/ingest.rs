@@ -20,10 +20,10 @@
 //! ```
 //! `PSQL` names the psql binary (default `psql` on `PATH`). For experiments, `TPG_CONNECTIONS`
 //! and `TPG_BATCH` set the writer's connections and batch size in `ingest` (defaults: the
-//! crate's, 3 and 10,000), and `TPG_LOWER_PRIORITY=0` turns `lower_writer_priority` off. `hot [spans]`, `hot-llm [spans]` and `provider [calls]` run one
-//! thread of the layer (the hot-path bench's first or third workload) or of `log_llm_call`
-//! alone, for `perf record` or callgrind; `hot` and `hot-llm` also print the thread's CPU time
-//! per span.
+//! crate's, 3 and 10,000), and `TPG_LOWER_PRIORITY=0` turns `lower_writer_priority` off.
+//! `hot [spans]`, `hot-llm [spans]` and `provider [calls]` run one thread of the layer (the
+//! hot-path bench's first or third workload) or of `log_llm_call` alone, for `perf record` or
+//! callgrind; `hot` and `hot-llm` also print the thread's CPU time per span.
 
 use std::collections::BTreeMap;
 use std::process::Command;
