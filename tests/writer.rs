@@ -354,6 +354,50 @@ async fn writer_reconnects_when_the_database_appears_later() {
     );
 }
 
+/// The flush interval counts from a record's arrival in the queue, not from when the writer
+/// took it: after a backlog (here the table locked for longer than the interval), the rows
+/// left when the queue runs dry have waited long enough and are written at once, not an
+/// interval later.
+#[tokio::test]
+async fn the_rows_left_after_a_backlog_go_without_waiting_another_interval() {
+    const INTERVAL: Duration = Duration::from_secs(6);
+    let db = fresh_db().await;
+    let mut locker = db.pool.begin().await.unwrap();
+    sqlx::query("LOCK TABLE observability.spans IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut *locker)
+        .await
+        .unwrap();
+    let (p, guard) = Builder::new(&db.url)
+        .flush_interval(INTERVAL)
+        .batch_size(100)
+        .build()
+        .unwrap();
+    let ctx = ctx();
+    // Ten full batches and a part of one, all queued at once: the last 50 rows make a batch
+    // that only its deadline sends.
+    for i in 0..1_050 {
+        p.log_llm_call(&ctx, llm(i));
+    }
+    tokio::time::sleep(INTERVAL + Duration::from_secs(1)).await;
+    assert_eq!(guard.stats().written, 0, "the lock holds every batch back");
+    locker.rollback().await.unwrap();
+    let released = Instant::now();
+    // Counted from the writer taking them, the last rows would wait at least half the
+    // interval (3 s) after the release; counted from their arrival, they are overdue.
+    let all_written = eventually(INTERVAL / 2 - Duration::from_millis(500), || {
+        let written = guard.stats().written;
+        async move { written == 1_050 }
+    })
+    .await;
+    assert!(
+        all_written,
+        "{} of 1,050 written {:?} after the release",
+        guard.stats().written,
+        released.elapsed()
+    );
+    assert_eq!(count(&db.pool, "spans").await, 1_050);
+}
+
 /// A database one migration behind (a column missing) is waited for, not taken for bad data:
 /// nothing is refused, and everything is written once the column is back.
 #[tokio::test]

@@ -187,6 +187,8 @@ pub(crate) fn spawn(
                 writer_cpu,
                 flush_interval: config.flush_interval,
                 warnings,
+                empty_at: Instant::now(),
+                batch_since: Instant::now(),
             };
             writer.run(&records, control);
             // Every batch handed over is written (or given up at the deadline) before the
@@ -395,13 +397,20 @@ struct Writer {
     cpu_seen: u64,
     flush_interval: Duration,
     warnings: Arc<Mutex<Warnings>>,
+    /// When this thread last saw the queue empty: every record queued now arrived after it.
+    empty_at: Instant,
+    /// The earliest its first record can have been queued, for the batch being collected.
+    batch_since: Instant,
 }
 
 impl Writer {
     fn run(&mut self, records: &Receiver<Queued>, mut control: Receiver<Control>) {
         // When the batch being collected must go, set by its first record: `flush_interval`
-        // bounds the time from a record's arrival to its row being visible, so the batch
-        // starts early by what writing one has been taking.
+        // bounds the time from a record's arrival in the queue to its row being visible, so
+        // the batch goes that long after the earliest its first record can have arrived, less
+        // what writing one has been taking. Counting from arrival, not from when this thread
+        // took the record, matters after a backlog: the rows left when the queue runs dry have
+        // waited already, and go at once instead of another interval later.
         let mut due: Option<Instant> = None;
         // Warnings (drops, rejections counted on the callers' threads) are reported after each
         // batch and at least once per interval.
@@ -409,9 +418,14 @@ impl Writer {
         loop {
             let next = due.map_or(report_at, |d| d.min(report_at));
             let wait = next.saturating_duration_since(Instant::now());
+            let was_empty = records.is_empty();
             select! {
                 recv(records) -> r => match r {
                     Ok(record) => {
+                        if was_empty {
+                            // It arrived while this thread waited.
+                            self.empty_at = Instant::now();
+                        }
                         self.take(record);
                         self.take_ready(records);
                     }
@@ -443,7 +457,7 @@ impl Writer {
             if self.batch.records == 0 {
                 due = None;
             } else if due.is_none() {
-                due = Some(now + self.collect_for());
+                due = Some(self.batch_since + self.collect_for());
             }
             let go = self.batch.rows() >= self.batch_size || due.is_some_and(|d| now >= d);
             if go {
@@ -466,6 +480,9 @@ impl Writer {
     }
 
     fn take(&mut self, (record, bytes): Queued) {
+        if self.batch.records == 0 {
+            self.batch_since = self.empty_at;
+        }
         self.batch.push(record, bytes, &self.shared);
     }
 
@@ -474,7 +491,10 @@ impl Writer {
         while self.batch.rows() < self.batch_size {
             match records.try_recv() {
                 Ok(r) => self.take(r),
-                Err(_) => break,
+                Err(_) => {
+                    self.empty_at = Instant::now();
+                    break;
+                }
             }
         }
     }
