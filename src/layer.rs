@@ -93,16 +93,13 @@ pub struct PostgresLayer {
 /// What the layer keeps about an open span, in the registry's extensions.
 #[derive(Debug)]
 pub(crate) struct SpanData {
-    id: Uuid,
-    /// The parent's row id; `None` for the root and for the root's children (the root is the
-    /// trace, and spans directly under it have no parent span).
-    parent: Option<Uuid>,
+    /// The record the span becomes at its close, made at its start: its ids and start time,
+    /// and its fields, recorded into it in place. At the close it is queued as it is, so the
+    /// fields are never copied from the span to the queue (and this, which the registry
+    /// stores, stays small).
+    queued: Box<QueuedSpan>,
     is_root: bool,
-    trace_id: Uuid,
     state: Arc<TraceState>,
-    /// The clock as read; converted to a date only for a row built on this thread.
-    started_at: SystemTime,
-    fields: Fields,
     user_id: Option<Uuid>,
     /// Shared with the spans below: inherited by every span, so not copied for each.
     session_id: Option<Arc<str>>,
@@ -110,21 +107,29 @@ pub(crate) struct SpanData {
     /// A span below this one (or an explicit call made in it) reported token usage: this
     /// span's own usage is then not added to the trace (see the roll-up rule).
     pub(crate) usage_below: bool,
-    /// An error or attached events: boxed, since most spans have neither.
-    rare: Option<Box<Rare>>,
 }
 
 impl SpanData {
     /// The span's error and events, made on first use.
     fn rare(&mut self) -> &mut Rare {
-        self.rare.get_or_insert_with(Box::default)
+        self.queued.rare.get_or_insert_with(Box::default)
+    }
+
+    /// The span's fields as recorded so far.
+    fn fields(&self) -> &Fields {
+        &self.queued.fields
+    }
+
+    /// The span's ids and start.
+    fn head(&self) -> &SpanHead {
+        &self.queued.head
     }
 
     /// The context explicit calls made inside this span use.
     fn context(&self) -> TraceContext {
         TraceContext {
-            trace_id: TraceId(self.trace_id),
-            span_id: (!self.is_root).then_some(crate::SpanId(self.id)),
+            trace_id: TraceId(self.head().trace_id),
+            span_id: (!self.is_root).then_some(crate::SpanId(self.head().id)),
             user_id: self.user_id,
             session_id: self.session_id.as_deref().map(str::to_owned),
             kb_id: self.kb_id,
@@ -137,13 +142,13 @@ impl SpanData {
     /// in `later` ones (recorded with `Span::record`).
     fn apply_ids(&mut self, later: Option<&Fields>) {
         let SpanData {
-            fields,
+            queued,
             user_id,
             session_id,
             kb_id,
             ..
         } = self;
-        let fields = later.unwrap_or(fields);
+        let fields = later.unwrap_or(&queued.fields);
         if !fields.names_ids() {
             return;
         }
@@ -241,13 +246,13 @@ impl PostgresLayer {
         ended_at: Option<DateTime<Utc>>,
     ) -> TraceRow {
         let l = self.limits();
-        let operation_type = match data.fields.text(Slot::OperationType) {
+        let operation_type = match data.fields().text(Slot::OperationType) {
             Some(s) => Cow::Owned(clean_text(&s.to_ascii_lowercase(), l.label)),
             None => clean_static(name, l.label),
         };
-        let started_at = DateTime::<Utc>::from(data.started_at);
+        let started_at = DateTime::<Utc>::from(data.head().started_at);
         TraceRow {
-            id: data.trace_id,
+            id: data.head().trace_id,
             name: clean_static(name, l.label),
             operation_type,
             user_id: data.user_id,
@@ -265,13 +270,14 @@ impl PostgresLayer {
 
     /// The span row of a non-root span (a start when `ended_at` is `None`).
     fn span_row(&self, name: &'static str, data: &SpanData) -> SpanRow {
+        let head = data.head();
         SpanRow {
-            id: data.id,
-            trace_id: data.trace_id,
-            parent_span_id: data.parent,
+            id: head.id,
+            trace_id: head.trace_id,
+            parent_span_id: head.parent,
             name: clean_static(name, self.limits().label),
-            span_type: clean_cow(span_type(&data.fields).into_text(), self.limits().label),
-            started_at: data.started_at.into(),
+            span_type: clean_cow(span_type(data.fields()).into_text(), self.limits().label),
+            started_at: head.started_at.into(),
             status: Some(Status::InProgress),
             metadata: Value::Object(Map::new()),
             start_sent: self.config.span_starts,
@@ -288,51 +294,37 @@ impl PostgresLayer {
     /// here (the trace's usage totals, whether the thread panics, the clock); mapping fields to
     /// columns, sanitising and building the metadata JSON is [`finish_span`]'s, on the writer's
     /// thread (or here, when privacy settings must see the finished row before it is queued).
-    ///
-    /// The fields and the rare part are taken from `data` in place, in the span's extension:
-    /// moving the whole `SpanData` out of its box first would copy it once more.
-    fn close_span(&self, name: &'static str, data: &mut SpanData, counts: bool) {
+    fn close_span(&self, data: SpanData, counts: bool) {
+        let SpanData {
+            mut queued, state, ..
+        } = data;
         // The clock as read; converted to a date on the writer's thread.
-        let ended_at = std::time::SystemTime::now();
+        queued.head.ended_at = std::time::SystemTime::now();
+        queued.head.panicking = std::thread::panicking();
         if counts {
-            let (prompt, completion, cost, _) = self.usage(&data.fields);
-            data.state.totals.add(prompt, completion, cost);
+            let (prompt, completion, cost, _) = self.usage(&queued.fields);
+            state.totals.add(prompt, completion, cost);
         }
-        let head = SpanHead {
-            name,
-            id: data.id,
-            trace_id: data.trace_id,
-            parent: data.parent,
-            started_at: data.started_at,
-            ended_at,
-            panicking: std::thread::panicking(),
-        };
         if self.provider.handle.privacy.is_active() {
             // The privacy settings see the finished row here, before it is queued.
-            let raw = RawSpan::new(head, std::mem::take(&mut data.fields), data.rare.take());
-            let row = finish_span(&self.config, self.limits(), raw);
+            let row = finish_span(&self.config, self.limits(), queued.into_raw());
             self.push(Record::Span(Box::new(row)));
             return;
         }
-        let queued = QueuedSpan {
-            head,
-            fields: std::mem::take(&mut data.fields),
-            rare: data.rare.take(),
-        };
-        self.push(Record::Raw(Box::new(queued)));
+        self.push(Record::Raw(queued));
     }
 
     fn close_root(&self, name: &'static str, mut data: SpanData, counts: bool) {
         let now = Utc::now();
         let l = *self.limits();
-        let (prompt, completion, cost, _) = self.usage(&data.fields);
+        let (prompt, completion, cost, _) = self.usage(data.fields());
         if counts {
             data.state.totals.add(prompt, completion, cost);
         }
         let mut row = self.trace_row(name, &data, Some(now));
-        let (error, events, events_dropped) = Rare::split(data.rare.take());
+        let (error, events, events_dropped) = Rare::split(data.queued.rare.take());
         let (status, error_type, error_message) =
-            outcome(&error, &data.fields, std::thread::panicking());
+            outcome(&error, data.fields(), std::thread::panicking());
         row.status = status;
         row.error_type = error_type.map(|s| clean_text(&s, l.label));
         row.error_message = error_message.map(|s| clean_owned(s, l.error_message));
@@ -342,9 +334,9 @@ impl PostgresLayer {
         row.total_tokens = Some(p.saturating_add(c));
         // A sum of valid costs can still exceed numeric(10,6): stored NULL then.
         row.total_cost_micros = cost.and_then(money_in_range);
-        let mut metadata = metadata(&l, &mut data.fields, events, events_dropped);
+        let mut metadata = metadata(&l, &mut data.queued.fields, events, events_dropped);
         // The root's own typed fields have no column in `traces`: keep them in metadata.
-        if let (Value::Object(m), Some(model)) = (&mut metadata, data.fields.text(Slot::Model)) {
+        if let (Value::Object(m), Some(model)) = (&mut metadata, data.fields().text(Slot::Model)) {
             m.insert(
                 "model".to_owned(),
                 Value::String(clean_text(&model, l.label)),
@@ -386,8 +378,8 @@ impl PostgresLayer {
         };
         let row = ChatMessageRow {
             id: crate::ids::v7_now(),
-            trace_id: span.map_or_else(crate::ids::v7_now, |s| s.trace_id),
-            span_id: span.filter(|s| !s.is_root).map(|s| s.id),
+            trace_id: span.map_or_else(crate::ids::v7_now, |s| s.head().trace_id),
+            span_id: span.filter(|s| !s.is_root).map(|s| s.head().id),
             session_id: clean_text(&session_id, l.label),
             user_id,
             kb_id,
@@ -455,8 +447,8 @@ impl PostgresLayer {
         }
         let row = DocumentEventRow {
             id: crate::ids::v7_now(),
-            trace_id: span.map_or_else(crate::ids::v7_now, |s| s.trace_id),
-            span_id: span.filter(|s| !s.is_root).map(|s| s.id),
+            trace_id: span.map_or_else(crate::ids::v7_now, |s| s.head().trace_id),
+            span_id: span.filter(|s| !s.is_root).map(|s| s.head().id),
             document_id,
             kb_id: fields
                 .get(Slot::KbId)
@@ -955,10 +947,25 @@ where
         if on_writer_thread() {
             return;
         }
-        let mut fields = Fields::default();
-        attrs.record(&mut Collector(&mut fields));
+        let meta = attrs.metadata();
+        // The record the span becomes, made now: its fields are recorded into it in place.
+        let mut queued = Box::new(QueuedSpan {
+            head: SpanHead {
+                name: meta.name(),
+                id: Uuid::nil(),
+                trace_id: Uuid::nil(),
+                parent: None,
+                started_at: SystemTime::UNIX_EPOCH,
+                ended_at: SystemTime::UNIX_EPOCH,
+                panicking: false,
+            },
+            fields: Fields::default(),
+            rare: None,
+        });
+        let fields = &mut queued.fields;
+        attrs.record(&mut Collector(fields));
         // Fields declared without a value (`field::Empty`) are recorded later: room for them now.
-        let late = attrs.metadata().fields().len().saturating_sub(fields.len());
+        let late = meta.fields().len().saturating_sub(fields.len());
         if late > 0 {
             fields.reserve_known(late);
         }
@@ -968,9 +975,9 @@ where
             let ext = parent.extensions();
             ext.get::<SpanData>().map(|p| {
                 (
-                    p.trace_id,
+                    p.head().trace_id,
                     Arc::clone(&p.state),
-                    (!p.is_root).then_some(p.id),
+                    (!p.is_root).then_some(p.head().id),
                     p.user_id,
                     p.session_id.clone(),
                     p.kb_id,
@@ -991,23 +998,22 @@ where
                     None,
                 )
             });
+        queued.head.id = if is_root {
+            trace_id
+        } else {
+            crate::ids::v7_at(now)
+        };
+        queued.head.trace_id = trace_id;
+        queued.head.parent = parent;
+        queued.head.started_at = now;
         let mut data = SpanData {
-            id: if is_root {
-                trace_id
-            } else {
-                crate::ids::v7_at(now)
-            },
-            parent,
+            queued,
             is_root,
-            trace_id,
             state,
-            started_at: now,
-            fields,
             user_id,
             session_id,
             kb_id,
             usage_below: false,
-            rare: None,
         };
         data.apply_ids(None);
         let name = span.name();
@@ -1031,7 +1037,7 @@ where
             let mut ext = span.extensions_mut();
             if let Some(data) = ext.get_mut::<SpanData>() {
                 data.apply_ids(Some(&later));
-                data.fields.merge(later);
+                data.queued.fields.merge(later);
             }
         }
     }
@@ -1110,25 +1116,19 @@ where
             return;
         }
         let Some(span) = ctx.span(&id) else { return };
-        let name = span.name();
-        let mut ext = span.extensions_mut();
-        let Some(data) = ext.get_mut::<SpanData>() else {
+        // Taken out of the registry's extensions: the record inside is queued as it is.
+        let Some(data) = span.extensions_mut().remove::<SpanData>() else {
             return;
         };
         // Roll-up rule: usage counts once, at the deepest span that reports it. A span with
         // usage (or with usage below it) marks its parent, whose own usage then does not count.
-        let own_usage = data.fields.has_usage();
+        let own_usage = data.fields().has_usage();
         let usage_below = data.usage_below;
         let counts = own_usage && !usage_below;
         if data.is_root {
-            let Some(data) = ext.remove::<SpanData>() else {
-                return;
-            };
-            drop(ext);
-            self.close_root(name, data, counts);
+            self.close_root(span.name(), data, counts);
         } else {
-            self.close_span(name, data, counts);
-            drop(ext);
+            self.close_span(data, counts);
         }
         // Only then is the parent looked up (most spans report no usage), and with this span's
         // extensions released.
