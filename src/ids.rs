@@ -26,7 +26,7 @@
 //! clock catches up. An id's time can then be ahead of its clock reading by the step, plus a
 //! millisecond per 2,049 ids made meanwhile; it is never behind the thread's previous id.
 
-use std::cell::RefCell;
+use std::cell::Cell;
 use std::hash::BuildHasher;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -99,9 +99,8 @@ impl Generator {
 
 thread_local! {
     /// `None` until the thread's first id. Const-initialised and without a destructor: see the
-    /// module's documentation. Borrowed in place (a `Cell` would move the state out and back
-    /// for every id).
-    static GENERATOR: RefCell<Option<Generator>> = const { RefCell::new(None) };
+    /// module's documentation.
+    static GENERATOR: Cell<Option<Generator>> = const { Cell::new(None) };
 }
 
 /// A UUIDv7 for the time `at` (a clock reading before 1970 counts as 1970).
@@ -111,12 +110,10 @@ pub(crate) fn v7_at(at: SystemTime) -> Uuid {
         .as_secs()
         .saturating_mul(1_000)
         .saturating_add(u64::from(since.subsec_millis()));
-    // Nothing below calls back into this module, so the borrow is never taken twice.
-    let (ms, counter, random) = GENERATOR.with_borrow_mut(|slot| {
-        let generator = slot.get_or_insert_with(Generator::seeded);
-        let (ms, counter) = generator.next(now_ms);
-        (ms, counter, generator.rng.next_u64())
-    });
+    let mut generator = GENERATOR.take().unwrap_or_else(Generator::seeded);
+    let (ms, counter) = generator.next(now_ms);
+    let random = generator.rng.next_u64();
+    GENERATOR.set(Some(generator));
     let mut bytes = [0u8; 10];
     // The version takes the top four bits of the first byte, left clear by a 12-bit counter.
     bytes[..2].copy_from_slice(&counter.to_be_bytes());
