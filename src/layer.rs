@@ -949,19 +949,24 @@ where
         }
         let meta = attrs.metadata();
         // The record the span becomes, made now: its fields are recorded into it in place.
-        let mut queued = Box::new(QueuedSpan {
-            head: SpanHead {
-                name: meta.name(),
-                id: Uuid::nil(),
-                trace_id: Uuid::nil(),
-                parent: None,
-                started_at: SystemTime::UNIX_EPOCH,
-                ended_at: SystemTime::UNIX_EPOCH,
-                panicking: false,
+        // Allocated first and written in place: `Box::new` of the value builds it on the stack
+        // and copies it into the allocation (about 300 bytes).
+        let mut queued = Box::write(
+            Box::new_uninit(),
+            QueuedSpan {
+                head: SpanHead {
+                    name: meta.name(),
+                    id: Uuid::nil(),
+                    trace_id: Uuid::nil(),
+                    parent: None,
+                    started_at: SystemTime::UNIX_EPOCH,
+                    ended_at: SystemTime::UNIX_EPOCH,
+                    panicking: false,
+                },
+                fields: Fields::default(),
+                rare: None,
             },
-            fields: Fields::default(),
-            rare: None,
-        });
+        );
         let fields = &mut queued.fields;
         attrs.record(&mut Collector(fields));
         // Fields declared without a value (`field::Empty`) are recorded later: room for them now.
