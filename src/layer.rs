@@ -96,7 +96,7 @@ pub(crate) struct SpanData {
     /// The record the span becomes at its close, made at its start: its ids and start time,
     /// and its fields, recorded into it in place. At the close it is queued as it is, so the
     /// fields are never copied from the span to the queue (and this, which the registry
-    /// stores, stays small).
+    /// stores, stays small). A root's is never queued: the root becomes the trace's row.
     queued: Box<QueuedSpan>,
     is_root: bool,
     state: Arc<TraceState>,
@@ -495,9 +495,9 @@ impl PostgresLayer {
     }
 }
 
-/// A closed span inside a trace as it waits in the queue: one allocation holding its fields
+/// A span inside a trace as it is queued at its close: one allocation holding its fields
 /// (inline, see [`Fields`] for why), what few spans have (an error, attached events) boxed
-/// apart.
+/// apart. Made at the span's start and filled while it is open (see [`SpanData`]).
 /// [`into_raw`](Self::into_raw) makes the [`RawSpan`] the writer maps to a row.
 #[derive(Debug)]
 pub(crate) struct QueuedSpan {
