@@ -20,7 +20,8 @@
 //! ```
 //! `PSQL` names the psql binary (default `psql` on `PATH`). For experiments, `TPG_CONNECTIONS`
 //! and `TPG_BATCH` set the writer's connections and batch size in `ingest` (defaults: the
-//! crate's, 3 and 10,000), and `TPG_LOWER_PRIORITY=0` turns `lower_writer_priority` off.
+//! crate's, 3 and 10,000), `TPG_LOWER_PRIORITY=0` turns `lower_writer_priority` off, and
+//! `TPG_LAYER_ONLY=1` stops after the layer's part (for alternating A/B runs of the writer).
 //! `hot [spans]`, `hot-llm [spans]` and `provider [calls]` run one thread of the layer (the
 //! hot-path bench's first or third workload) or of `log_llm_call` alone, for `perf record` or
 //! callgrind; `hot` and `hot-llm` also print the thread's CPU time per span.
@@ -241,6 +242,11 @@ async fn ingest(admin_url: &str, spans: usize) -> Res<Value> {
         report.dropped
     );
 
+    if std::env::var_os("TPG_LAYER_ONLY").is_some_and(|v| v == "1") {
+        watcher.close().await?;
+        drop_database(&admin, &db_a).await?;
+        return Ok(json!({ "ingest_rows_per_s": { "pg_layer": layer_rate.round() } }));
+    }
     // The ceiling: psql \copy of the very rows written, into an identical empty table.
     let cols = span_columns(&mut watcher).await?;
     let col_list = cols
