@@ -947,35 +947,9 @@ where
         if on_writer_thread() {
             return;
         }
-        let meta = attrs.metadata();
-        // The record the span becomes, made now: its fields are recorded into it in place.
-        // Allocated first and written in place: `Box::new` of the value builds it on the stack
-        // and copies it into the allocation (about 300 bytes).
-        let mut queued = Box::write(
-            Box::new_uninit(),
-            QueuedSpan {
-                head: SpanHead {
-                    name: meta.name(),
-                    id: Uuid::nil(),
-                    trace_id: Uuid::nil(),
-                    parent: None,
-                    started_at: SystemTime::UNIX_EPOCH,
-                    ended_at: SystemTime::UNIX_EPOCH,
-                    panicking: false,
-                },
-                fields: Fields::default(),
-                rare: None,
-            },
-        );
-        let fields = &mut queued.fields;
-        attrs.record(&mut Collector(fields));
-        // Fields declared without a value (`field::Empty`) are recorded later: room for them now.
-        let late = meta.fields().len().saturating_sub(fields.len());
-        if late > 0 {
-            fields.reserve_known(late);
-        }
         let Some(span) = ctx.span(id) else { return };
-        // The parent's ids, read and released before this span's extensions are locked.
+        // The parent's ids, read and released before this span's extensions are locked (and
+        // before the fields are recorded: formatting a user's value takes no lock of ours).
         let inherited = span.parent().and_then(|parent| {
             let ext = parent.extensions();
             ext.get::<SpanData>().map(|p| {
@@ -1003,14 +977,38 @@ where
                     None,
                 )
             });
-        queued.head.id = if is_root {
-            trace_id
-        } else {
-            crate::ids::v7_at(now)
-        };
-        queued.head.trace_id = trace_id;
-        queued.head.parent = parent;
-        queued.head.started_at = now;
+        let meta = attrs.metadata();
+        // The record the span becomes, made now: its fields are recorded into it in place.
+        // Allocated first and written in place: `Box::new` of the value builds it on the stack
+        // and copies it into the allocation (about 300 bytes).
+        let mut queued = Box::write(
+            Box::new_uninit(),
+            QueuedSpan {
+                head: SpanHead {
+                    name: meta.name(),
+                    id: if is_root {
+                        trace_id
+                    } else {
+                        crate::ids::v7_at(now)
+                    },
+                    trace_id,
+                    parent,
+                    started_at: now,
+                    // Set at the close.
+                    ended_at: now,
+                    panicking: false,
+                },
+                fields: Fields::default(),
+                rare: None,
+            },
+        );
+        let fields = &mut queued.fields;
+        attrs.record(&mut Collector(fields));
+        // Fields declared without a value (`field::Empty`) are recorded later: room for them now.
+        let late = meta.fields().len().saturating_sub(fields.len());
+        if late > 0 {
+            fields.reserve_known(late);
+        }
         let mut data = SpanData {
             queued,
             is_root,
