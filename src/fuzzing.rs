@@ -228,7 +228,7 @@ pub fn llm_spans_copy_data(first: i64, n: usize, trace_id: Uuid) -> (String, Vec
         };
         enc.row(&row);
     }
-    let sql = crate::writer::tables::copy_sql::<SpanRow>("observability.spans");
+    let sql = crate::writer::tables::copy_sql("observability.spans", SpanRow::COLUMNS);
     (sql, enc.finish())
 }
 

@@ -14,6 +14,7 @@ use std::time::SystemTime;
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use serde_json::{Map, Value};
+use smallvec::SmallVec;
 use tracing::level_filters::LevelFilter;
 use tracing::span::{Attributes, Id, Record as SpanValues};
 use tracing::{Dispatch, Event, Level, Subscriber};
@@ -23,6 +24,7 @@ use uuid::Uuid;
 
 use crate::context::{TraceContext, TraceId, TraceState};
 use crate::fields::{Collector, Fields, Slot, Val};
+use crate::jsonb_text;
 use crate::prices::PriceTable;
 use crate::provider::PostgresProvider;
 use crate::record::{
@@ -32,8 +34,8 @@ use crate::record::{
 use crate::sanitize::{
     TextLimits, clean_borrowed, clean_cow, clean_json, clean_owned, clean_static, clean_text,
 };
-use crate::values::{back_from, count, count32, finite, millis_between};
-use crate::writer::copy::CopyEncoder;
+use crate::values::{back_from, count, count32, finite, millis_between, millis_between_times};
+use crate::writer::batch::EncodedSpans;
 use crate::writer::on_writer_thread;
 
 /// Options of the layer, set on the [`Builder`](crate::Builder).
@@ -620,15 +622,15 @@ pub(crate) fn finish_span(config: &LayerConfig, l: &TextLimits, mut raw: RawSpan
 /// Encodes a closed span's row for binary `COPY` straight from what was captured: the same
 /// row as [`finish_span`], without building its metadata as a JSON value first.
 pub(crate) fn encode_raw_span(
-    enc: &mut CopyEncoder,
+    spans: &mut EncodedSpans,
     config: &LayerConfig,
     l: &TextLimits,
     raw: RawSpan,
 ) {
     let row = span_columns(config, l, &raw);
-    enc.begin_row::<SpanRow>();
-    row.encode_columns(enc);
-    enc.jsonb_with(|buf| write_metadata(buf, l, &raw.fields, &raw.events, raw.events_dropped));
+    spans.push(&row, |enc| {
+        enc.jsonb_with(|buf| write_metadata(buf, l, &raw.fields, &raw.events, raw.events_dropped));
+    });
 }
 
 /// The row of a closed span without its metadata (`Null`).
@@ -648,7 +650,7 @@ fn span_columns(config: &LayerConfig, l: &TextLimits, raw: &RawSpan) -> SpanRow 
         span_type: clean_cow(span_type(f).into_text(), l.label),
         started_at,
         ended_at: Some(ended_at),
-        duration_ms: Some(millis_between(started_at, ended_at)),
+        duration_ms: Some(millis_between_times(raw.head.started_at, raw.head.ended_at)),
         status: Some(status),
         error_type: error_type.map(|s| clean_text(&s, l.label)),
         error_message: error_message.map(|s| clean_owned(s, l.error_message)),
@@ -744,7 +746,8 @@ fn metadata(l: &TextLimits, fields: &mut Fields, events: Vec<Value>, events_drop
 }
 
 /// Writes the JSON text of a span's metadata: the same object as [`metadata`] builds (keys
-/// written later win, in `jsonb` as in a map), without building it.
+/// written later win, in `jsonb` as in a map), without building it. The keys go in the order
+/// `jsonb` stores them, each once, so the server's sort of them is a single check.
 fn write_metadata(
     buf: &mut Vec<u8>,
     l: &TextLimits,
@@ -752,22 +755,23 @@ fn write_metadata(
     events: &[Value],
     events_dropped: u32,
 ) {
-    fn key(buf: &mut Vec<u8>, first: &mut bool, k: &str) {
-        if !std::mem::take(first) {
-            buf.push(b',');
-        }
-        json_str(buf, k);
-        buf.push(b':');
+    /// A key: a field's name, or its name cut to a label's length (an index into `cut`).
+    enum Key {
+        Name(&'static str),
+        Cut(usize),
     }
-    fn json_str(buf: &mut Vec<u8>, s: &str) {
-        // Writing a string into a Vec cannot fail.
-        let _ = serde_json::to_writer(&mut *buf, s);
+    /// What goes under one key.
+    enum Item<'a> {
+        /// A field's value, and the most characters it keeps.
+        Field(&'a Val, usize),
+        Events,
+        EventsDropped,
     }
     fn val(buf: &mut Vec<u8>, v: &Val, max_chars: usize) {
         // Numbers are written as `Val::into_json` would have them, without building a value or
         // a string first. Writing into a Vec cannot fail.
         match v {
-            Val::S(s) => json_str(buf, &clean_borrowed(s, max_chars)),
+            Val::S(s) => jsonb_text::write_str(buf, &clean_borrowed(s, max_chars)),
             Val::I(x) => {
                 let _ = serde_json::to_writer(&mut *buf, x);
             }
@@ -779,28 +783,54 @@ fn write_metadata(
                 let _ = serde_json::to_writer(&mut *buf, x);
             }
             // JSON has no NaN or infinity: kept as text.
-            Val::F(x) => json_str(buf, &x.to_string()),
+            Val::F(x) => jsonb_text::write_str(buf, &x.to_string()),
         }
     }
-    let mut first = true;
-    buf.push(b'{');
+    // A field name longer than a label is cut (rare): the cut names, which keys point into.
+    let mut cut: Vec<String> = Vec::new();
+    let mut items: SmallVec<[(Key, Item); 8]> = SmallVec::new();
     for (name, v) in fields.extras() {
-        key(buf, &mut first, &clean_static(name, l.label));
-        val(buf, v, l.content);
+        let key = match clean_static(name, l.label) {
+            Cow::Borrowed(name) => Key::Name(name),
+            Cow::Owned(c) => {
+                cut.push(c);
+                Key::Cut(cut.len() - 1)
+            }
+        };
+        items.push((key, Item::Field(v, l.content)));
     }
     for (slot, name) in [(Slot::UserId, "user_id"), (Slot::KbId, "kb_id")] {
         if let Some(v) = fields.get(slot).filter(|v| parse_uuid(v).is_none()) {
-            key(buf, &mut first, name);
-            val(buf, v, l.label);
+            items.push((Key::Name(name), Item::Field(v, l.label)));
         }
     }
     if !events.is_empty() {
-        key(buf, &mut first, "events");
-        let _ = serde_json::to_writer(&mut *buf, events);
+        items.push((Key::Name("events"), Item::Events));
     }
     if events_dropped > 0 {
-        key(buf, &mut first, "events_dropped");
-        let _ = serde_json::to_writer(&mut *buf, &events_dropped);
+        items.push((Key::Name("events_dropped"), Item::EventsDropped));
+    }
+    let key = |(k, _): &(Key, Item)| match *k {
+        Key::Name(name) => name,
+        Key::Cut(i) => cut.get(i).map_or("", String::as_str),
+    };
+    jsonb_text::sort_keys(&mut items, key);
+    buf.push(b'{');
+    for (i, entry) in items.iter().enumerate() {
+        if i > 0 {
+            buf.push(b',');
+        }
+        jsonb_text::write_str(buf, key(entry));
+        buf.push(b':');
+        match &entry.1 {
+            Item::Field(v, max_chars) => val(buf, v, *max_chars),
+            Item::Events => {
+                let _ = serde_json::to_writer(&mut *buf, events);
+            }
+            Item::EventsDropped => {
+                let _ = serde_json::to_writer(&mut *buf, &events_dropped);
+            }
+        }
     }
     buf.push(b'}');
 }

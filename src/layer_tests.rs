@@ -58,6 +58,10 @@ fn metadata_written_as_text_equals_metadata_built_as_a_value() {
     fields.put("small", Val::I(i64::MIN));
     fields.put("flag", Val::B(true));
     fields.put("a_rather_long_field_name", Val::I(1));
+    // Cut to the same 8 characters as the key above: the later value wins.
+    fields.put("a_rather_other_name", Val::I(2));
+    // The same key as the attached events: the events win.
+    fields.put("events", Val::S("a field named events".into()));
     fields.put("user_id", Val::S("not-a-uuid-but-long".into()));
     fields.put("kb_id", Val::S(Uuid::nil().to_string().into()));
     let events = vec![serde_json::json!({"message": "slow", "level": "WARN"})];
@@ -72,4 +76,47 @@ fn metadata_written_as_text_equals_metadata_built_as_a_value() {
         "a UUID kb id has its column"
     );
     assert_eq!(written["events_dropped"], 2);
+    assert_eq!(written["a_rather"], 2);
+    assert_eq!(
+        written["events"],
+        serde_json::json!([{"message": "slow", "level": "WARN"}])
+    );
+
+    // Each key once, in the order `jsonb` stores them: shortest first, then bytewise.
+    let keys = keys_in_order(&text);
+    let mut sorted = keys.clone();
+    sorted.sort_by(|a, b| a.len().cmp(&b.len()).then_with(|| a.cmp(b)));
+    sorted.dedup();
+    assert_eq!(keys, sorted);
+    assert_eq!(keys.len(), written.as_object().map_or(0, |m| m.len()));
+}
+
+/// The keys of a JSON object as written, in their order and with repeats.
+fn keys_in_order(text: &[u8]) -> Vec<String> {
+    struct Keys(Vec<String>);
+    impl<'de> serde::Deserialize<'de> for Keys {
+        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct Visit;
+            impl<'de> serde::de::Visitor<'de> for Visit {
+                type Value = Keys;
+                fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                    f.write_str("an object")
+                }
+                fn visit_map<M: serde::de::MapAccess<'de>>(
+                    self,
+                    mut m: M,
+                ) -> Result<Keys, M::Error> {
+                    let mut keys = Vec::new();
+                    while let Some((k, _)) = m.next_entry::<String, serde::de::IgnoredAny>()? {
+                        keys.push(k);
+                    }
+                    Ok(Keys(keys))
+                }
+            }
+            d.deserialize_map(Visit)
+        }
+    }
+    serde_json::from_slice::<Keys>(text)
+        .expect("a JSON object")
+        .0
 }

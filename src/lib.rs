@@ -120,6 +120,7 @@ mod fields;
 pub mod fuzzing;
 mod handle;
 mod ids;
+mod jsonb_text;
 mod layer;
 pub mod migrate;
 pub mod partitions;

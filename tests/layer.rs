@@ -875,3 +875,68 @@ async fn long_spans_are_visible_in_progress_with_span_starts() {
         .unwrap();
     assert_eq!(trace_status, "success");
 }
+
+/// A batch of short span rows (no type-specific value: sent with fewer columns) and full ones
+/// (an LLM span's), first copied straight in, then, after a refusal, staged and upserted while
+/// the refused row is searched for: every row but the refused one is stored, each with its own
+/// values.
+#[tokio::test]
+async fn short_and_full_span_rows_survive_the_search_for_a_refused_row() {
+    let (db, layer, guard, dispatch) = setup(|b| b.flush_interval(Duration::from_secs(3600))).await;
+    sqlx::query(
+        "ALTER TABLE observability.spans ADD CONSTRAINT no_poison CHECK (name <> 'poison')",
+    )
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    tracing::dispatcher::with_default(&dispatch, || {
+        let root = tracing::info_span!("request");
+        let _r = root.enter();
+        for i in 0..20_i64 {
+            tracing::info_span!("plain", attempt = i).in_scope(|| {});
+            tracing::info_span!("llm", model = "m", prompt_tokens = i).in_scope(|| {});
+            if i == 10 {
+                tracing::info_span!("poison").in_scope(|| {});
+            }
+        }
+    });
+    assert!(guard.flush(FLUSH));
+    let stats = layer.stats();
+    assert_eq!(stats.refused, 1, "{stats:?}");
+    assert!(
+        stats
+            .last_error
+            .as_deref()
+            .unwrap_or("")
+            .contains("no_poison"),
+        "{stats:?}"
+    );
+    let rows = sqlx::query(
+        "SELECT name, model, prompt_tokens, (metadata->>'attempt')::bigint AS attempt, status \
+         FROM observability.spans WHERE name <> 'request' ORDER BY name, started_at",
+    )
+    .fetch_all(&db.pool)
+    .await
+    .unwrap();
+    /// Name, model, prompt tokens, `metadata.attempt`, status.
+    type Stored = (String, Option<String>, Option<i64>, Option<i64>, String);
+    let got: Vec<Stored> = rows
+        .iter()
+        .map(|r| {
+            (
+                r.get("name"),
+                r.get("model"),
+                r.get("prompt_tokens"),
+                r.get("attempt"),
+                r.get("status"),
+            )
+        })
+        .collect();
+    let llm = (0..20).map(|i| ("llm".to_owned(), Some("m".to_owned()), Some(i), None));
+    let plain = (0..20).map(|i| ("plain".to_owned(), None, None, Some(i)));
+    let want: Vec<_> = llm
+        .chain(plain)
+        .map(|(n, m, p, a)| (n, m, p, a, "success".to_owned()))
+        .collect();
+    assert_eq!(got, want);
+}

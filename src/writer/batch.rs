@@ -5,7 +5,8 @@ use std::collections::HashMap;
 
 use uuid::Uuid;
 
-use super::copy::CopyEncoder;
+use super::copy::{CopyEncoder, CopyRow};
+use super::tables::SHORT_SPAN_COLUMNS;
 use crate::queue::Shared;
 use crate::record::{ChatMessageRow, DocumentEventRow, Record, SpanRow, TraceRow};
 
@@ -42,7 +43,7 @@ pub(crate) struct Batch {
     pub docs: Vec<Entry<DocumentEventRow>>,
     /// Span rows encoded for binary `COPY` as they came: the layer's closed spans, which are
     /// fresh (never a start, never merged) unless every span's start is written.
-    pub encoded_spans: Encoded,
+    pub encoded_spans: EncodedSpans,
     /// Where each trace or span row of this batch sits, so its end can replace its start.
     trace_rows: HashMap<Uuid, usize>,
     span_rows: HashMap<Uuid, usize>,
@@ -58,7 +59,7 @@ impl Batch {
         Self {
             spans: Vec::with_capacity(rows),
             span_rows: HashMap::with_capacity(rows),
-            encoded_spans: Encoded::with_capacity(rows),
+            encoded_spans: EncodedSpans::with_capacity(rows),
             ..Self::default()
         }
     }
@@ -70,13 +71,17 @@ impl Batch {
         self.bytes += bytes;
         match (record, shared.layer.get()) {
             (Record::Raw(raw), Some((config, limits))) if !config.span_starts => {
-                self.encoded_spans.push(|enc| {
-                    crate::layer::encode_raw_span(enc, config, limits, raw.into_raw());
-                });
+                crate::layer::encode_raw_span(
+                    &mut self.encoded_spans,
+                    config,
+                    limits,
+                    raw.into_raw(),
+                );
             }
             (Record::Llm(raw), _) => {
                 let row = crate::provider::finish_llm(&shared.limits, *raw);
-                self.encoded_spans.push(|enc| enc.row(&row));
+                self.encoded_spans
+                    .push(&row, |enc| enc.jsonb(&row.metadata, "{}"));
             }
             (row, _) => self.push_row(row, shared),
         }
@@ -180,6 +185,54 @@ fn merge<T>(
     }
 }
 
+/// Span rows encoded for binary `COPY`, in two streams by the columns they hold: a row whose
+/// type-specific columns are all NULL goes with [`SHORT_SPAN_COLUMNS`] only.
+#[derive(Debug, Default)]
+pub(crate) struct EncodedSpans {
+    /// Rows of [`SHORT_SPAN_COLUMNS`].
+    pub short: Encoded,
+    /// Rows of every column.
+    pub full: Encoded,
+}
+
+impl EncodedSpans {
+    /// Room for `rows` short rows (most spans) without growing; full rows grow their own.
+    pub fn with_capacity(rows: usize) -> Self {
+        Self {
+            short: Encoded::with_capacity(rows),
+            full: Encoded::with_capacity(rows / 8),
+        }
+    }
+
+    /// Appends a span's row to the stream of the columns it needs; `metadata` writes its
+    /// last field, `metadata`.
+    pub fn push(&mut self, row: &SpanRow, metadata: impl FnOnce(&mut CopyEncoder)) {
+        let short = row.is_short();
+        let (stream, fields) = if short {
+            (&mut self.short, SHORT_SPAN_COLUMNS.len())
+        } else {
+            (&mut self.full, SpanRow::COLUMNS.len())
+        };
+        stream.push(|enc| {
+            enc.begin_row_of(fields);
+            row.encode_columns(enc, short);
+            metadata(enc);
+        });
+    }
+
+    /// Rows held.
+    pub fn rows(&self) -> usize {
+        self.short.rows() + self.full.rows()
+    }
+
+    /// Takes the first `n` rows (or all there are) out of these: short rows first.
+    pub fn split_first(&mut self, n: usize) -> EncodedSpans {
+        let short = self.short.split_first(n);
+        let full = self.full.split_first(n - short.rows());
+        EncodedSpans { short, full }
+    }
+}
+
 /// Rows encoded for binary `COPY` (without the stream's header and trailer), and where each
 /// starts, so a batch can still be split row by row.
 #[derive(Debug, Default)]
@@ -230,5 +283,87 @@ impl Encoded {
             *s -= cut;
         }
         first
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::Value;
+
+    use super::*;
+    use crate::record::Status;
+
+    fn plain() -> SpanRow {
+        SpanRow {
+            id: Uuid::now_v7(),
+            name: "handle".into(),
+            span_type: "internal".into(),
+            status: Some(Status::Success),
+            ..SpanRow::default()
+        }
+    }
+
+    /// The field count of each row, walking the rows' fields to the last byte.
+    fn field_counts(rows: &Encoded) -> Vec<usize> {
+        let b = rows.bytes();
+        let (mut at, mut counts) = (0, Vec::new());
+        while at < b.len() {
+            let n = i16::from_be_bytes([b[at], b[at + 1]]) as usize;
+            at += 2;
+            for _ in 0..n {
+                let len = i32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]);
+                at += 4 + usize::try_from(len).unwrap_or(0);
+            }
+            counts.push(n);
+        }
+        assert_eq!(at, b.len());
+        counts
+    }
+
+    #[test]
+    fn the_short_columns_are_the_first_of_a_span_row_and_its_metadata() {
+        // `SpanRow::encode_columns` writes the short row as the full row's first fields.
+        let n = SHORT_SPAN_COLUMNS.len() - 1;
+        assert_eq!(SHORT_SPAN_COLUMNS[..n], SpanRow::COLUMNS[..n]);
+        assert_eq!(SHORT_SPAN_COLUMNS.last(), Some(&"metadata"));
+        assert_eq!(SpanRow::COLUMNS.last(), Some(&"metadata"));
+    }
+
+    #[test]
+    fn a_span_without_type_specific_values_is_encoded_with_the_short_columns_only() {
+        let mut spans = EncodedSpans::with_capacity(4);
+        let rows = [
+            plain(),
+            SpanRow {
+                model: Some("m".into()),
+                ..plain()
+            },
+            plain(),
+            SpanRow {
+                error_message: Some("boom".into()),
+                ..plain()
+            },
+            SpanRow {
+                cost_micros: Some(1),
+                ..plain()
+            },
+            SpanRow {
+                output_preview: Some("out".into()),
+                ..plain()
+            },
+        ];
+        for row in &rows {
+            spans.push(row, |enc| enc.jsonb(&Value::Null, "{}"));
+        }
+        assert_eq!(field_counts(&spans.short), [SHORT_SPAN_COLUMNS.len(); 2]);
+        assert_eq!(field_counts(&spans.full), [SpanRow::COLUMNS.len(); 4]);
+        assert_eq!(spans.rows(), 6);
+
+        // Split: short rows first.
+        let first = spans.split_first(3);
+        assert_eq!((first.short.rows(), first.full.rows()), (2, 1));
+        assert_eq!((spans.short.rows(), spans.full.rows()), (0, 3));
+        assert_eq!(field_counts(&spans.full), [SpanRow::COLUMNS.len(); 3]);
+        assert_eq!(field_counts(&first.full), [SpanRow::COLUMNS.len()]);
     }
 }

@@ -12,6 +12,10 @@ use uuid::Uuid;
 /// Microseconds from the Unix epoch to PostgreSQL's epoch, 2000-01-01.
 const PG_EPOCH_OFFSET_US: i64 = 946_684_800_000_000;
 
+/// The start of a binary `COPY` stream: its signature, then no flags and no header extension
+/// (two zero 32-bit integers).
+pub(crate) const HEADER: [u8; 19] = *b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0";
+
 /// A binary COPY stream being built in memory.
 #[derive(Debug, Default)]
 pub(crate) struct CopyEncoder {
@@ -30,9 +34,7 @@ impl CopyEncoder {
     /// A stream with its header written.
     pub fn new() -> Self {
         let mut buf = Vec::with_capacity(64 * 1024);
-        buf.extend_from_slice(b"PGCOPY\n\xff\r\n\0");
-        buf.extend_from_slice(&0i32.to_be_bytes()); // flags
-        buf.extend_from_slice(&0i32.to_be_bytes()); // header extension length
+        buf.extend_from_slice(&HEADER);
         Self { buf }
     }
 
@@ -50,8 +52,13 @@ impl CopyEncoder {
 
     /// Starts a row of `R` (its field count); the caller writes its fields.
     pub fn begin_row<R: CopyRow>(&mut self) {
-        self.buf
-            .extend_from_slice(&(R::COLUMNS.len() as i16).to_be_bytes());
+        self.begin_row_of(R::COLUMNS.len());
+    }
+
+    /// Starts a row of `fields` fields (at most the 1,664 columns a table can have); the
+    /// caller writes them.
+    pub fn begin_row_of(&mut self, fields: usize) {
+        self.buf.extend_from_slice(&(fields as i16).to_be_bytes());
     }
 
     /// The bytes written so far.

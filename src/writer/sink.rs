@@ -9,8 +9,10 @@ use sqlx::postgres::{PgConnectOptions, PgConnection, PgDatabaseError};
 use sqlx::{AssertSqlSafe, Connection};
 
 use super::batch::{Batch, Entry};
-use super::copy::CopyEncoder;
-use super::tables::{Table, copy_sql, create_stage_sql, stage_name, upsert_sql};
+use super::copy::{CopyEncoder, HEADER};
+use super::tables::{
+    SHORT_SPAN_COLUMNS, Table, copy_sql, create_stage_sql, stage_name, upsert_sql,
+};
 
 /// How a batch is written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -134,53 +136,86 @@ async fn write_batch(
     mode: Mode,
 ) -> Result<(), sqlx::Error> {
     let mut tx = conn.begin().await?;
-    write_table(&mut tx, &batch.spans, batch.encoded_spans.bytes(), mode).await?;
-    write_table(&mut tx, &batch.chats, &[], mode).await?;
-    write_table(&mut tx, &batch.docs, &[], mode).await?;
+    let spans = &batch.encoded_spans;
+    let short = Narrow {
+        columns: SHORT_SPAN_COLUMNS,
+        bytes: spans.short.bytes(),
+    };
+    write_table(&mut tx, &batch.spans, spans.full.bytes(), Some(short), mode).await?;
+    write_table(&mut tx, &batch.chats, &[], None, mode).await?;
+    write_table(&mut tx, &batch.docs, &[], None, mode).await?;
     // Traces last: the end of a trace whose start went out in the batch before meets that
     // start's row, and waits for its transaction (on another connection) to commit. Waiting
     // at the end of the transaction, after the bulk of its rows, keeps the connections
     // writing side by side; waiting first made each batch wait for the one before it.
-    write_table(&mut tx, &batch.traces, &[], mode).await?;
+    write_table(&mut tx, &batch.traces, &[], None, mode).await?;
     tx.commit().await
 }
 
-/// Writes a table's rows: `entries`, and `encoded` rows (fresh, already encoded).
+/// Fresh rows already encoded with only some of a table's columns (the others NULL).
+#[derive(Debug, Clone, Copy)]
+struct Narrow<'a> {
+    columns: &'static [&'static str],
+    bytes: &'a [u8],
+}
+
+/// Writes a table's rows: `entries`, `encoded` rows (fresh, already encoded with every
+/// column) and `narrow` ones (fresh, fewer columns).
 async fn write_table<T: Table>(
     conn: &mut PgConnection,
     entries: &[Entry<T>],
     encoded: &[u8],
+    narrow: Option<Narrow<'_>>,
     mode: Mode,
 ) -> Result<(), sqlx::Error> {
-    if entries.is_empty() && encoded.is_empty() {
+    let narrow = narrow.filter(|n| !n.bytes.is_empty());
+    if entries.is_empty() && encoded.is_empty() && narrow.is_none() {
         return Ok(());
     }
     let fast = mode == Mode::Fast;
     let direct = entries.iter().filter(|e| fast && e.fresh);
     let staged = entries.iter().filter(|e| !(fast && e.fresh));
+    // Encoded rows are fresh: copied straight in on a first attempt, staged on a retry.
     let (direct_encoded, staged_encoded) = if fast {
         (encoded, &[][..])
     } else {
         (&[][..], encoded)
     };
+    let (direct_narrow, staged_narrow) = if fast { (narrow, None) } else { (None, narrow) };
+    let table = format!("observability.{}", T::NAME);
     if let Some(bytes) = encode(direct, direct_encoded) {
-        copy(
-            conn,
-            &copy_sql::<T>(&format!("observability.{}", T::NAME)),
-            bytes,
-        )
-        .await?;
+        copy(conn, &copy_sql(&table, T::COLUMNS), bytes).await?;
     }
-    if let Some(bytes) = encode(staged, staged_encoded) {
+    if let Some(n) = direct_narrow {
+        copy(conn, &copy_sql(&table, n.columns), stream(n.bytes)).await?;
+    }
+    let staged = encode(staged, staged_encoded);
+    if staged.is_some() || staged_narrow.is_some() {
+        let stage = stage_name::<T>();
         sqlx::query(AssertSqlSafe(create_stage_sql::<T>()))
             .execute(&mut *conn)
             .await?;
-        copy(conn, &copy_sql::<T>(&stage_name::<T>()), bytes).await?;
+        if let Some(bytes) = staged {
+            copy(conn, &copy_sql(&stage, T::COLUMNS), bytes).await?;
+        }
+        // The staging table has no defaults: the columns left out are NULL there too.
+        if let Some(n) = staged_narrow {
+            copy(conn, &copy_sql(&stage, n.columns), stream(n.bytes)).await?;
+        }
         sqlx::query(AssertSqlSafe(upsert_sql::<T>()))
             .execute(&mut *conn)
             .await?;
     }
     Ok(())
+}
+
+/// A binary `COPY` stream of rows already encoded.
+fn stream(encoded: &[u8]) -> [Cow<'_, [u8]>; 3] {
+    [
+        Cow::Borrowed(&HEADER[..]),
+        Cow::Borrowed(encoded),
+        Cow::Borrowed(&TRAILER[..]),
+    ]
 }
 
 /// A binary `COPY` stream in parts: the header and `rows` encoded here, then rows already
