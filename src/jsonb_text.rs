@@ -13,7 +13,7 @@ use std::cmp::Ordering;
 use smallvec::{Array, SmallVec};
 
 /// `jsonb`'s order of object keys: the shorter key first, keys of one length bytewise.
-pub(crate) fn key_order(a: &str, b: &str) -> Ordering {
+fn key_order(a: &str, b: &str) -> Ordering {
     a.len()
         .cmp(&b.len())
         .then_with(|| a.as_bytes().cmp(b.as_bytes()))

@@ -215,7 +215,10 @@ impl EncodedSpans {
         };
         stream.push(|enc| {
             enc.begin_row_of(fields);
-            row.encode_columns(enc, short);
+            row.encode_common(enc);
+            if !short {
+                row.encode_specific(enc);
+            }
             metadata(enc);
         });
     }
@@ -322,7 +325,7 @@ mod tests {
 
     #[test]
     fn the_short_columns_are_the_first_of_a_span_row_and_its_metadata() {
-        // `SpanRow::encode_columns` writes the short row as the full row's first fields.
+        // A short row is the full row's first fields, then its metadata.
         let n = SHORT_SPAN_COLUMNS.len() - 1;
         assert_eq!(SHORT_SPAN_COLUMNS[..n], SpanRow::COLUMNS[..n]);
         assert_eq!(SHORT_SPAN_COLUMNS.last(), Some(&"metadata"));
