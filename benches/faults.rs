@@ -460,7 +460,7 @@ fn least_privilege(env: &Env) -> Value {
     );
     json!({
         "emitted": emitted, "rows": rows, "refused": report.refused, "dropped": report.dropped,
-        "retries": report.stats.retries, "last_error": report.stats.last_error,
+        "retries": report.stats.retries, "last_error": report.stats.last_error.as_ref().map(ToString::to_string),
         "partitions_made_by_writer": ahead,
         "ok": rows == emitted && report.dropped == 0 && ahead == 4,
     })

@@ -57,6 +57,7 @@ pub struct Builder {
     privacy: Privacy,
     partitions: PartitionPolicy,
     lower_priority: bool,
+    on_state_change: Option<writer::StateCallback>,
 }
 
 /// Shows where the writer connects without its password.
@@ -84,6 +85,7 @@ impl std::fmt::Debug for Builder {
             .field("privacy", &self.privacy)
             .field("partitions", &self.partitions)
             .field("lower_priority", &self.lower_priority)
+            .field("on_state_change", &self.on_state_change.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -108,6 +110,23 @@ fn mask_password(url: &str) -> String {
         out.replace_range(start..end, "***");
     }
     out
+}
+
+/// The password of a URL as written in it (`user:secret@` or `password=secret`), if any, so
+/// the writer can mask it in messages.
+fn url_password(url: &str) -> Option<String> {
+    let masked = mask_password(url);
+    if masked == url {
+        return None;
+    }
+    // The masked URL differs from the original only where a password was: the text the
+    // first `***` replaced.
+    let start = masked.find("***")?;
+    let tail = &masked[start + 3..];
+    let end = url.len().checked_sub(tail.len())?;
+    url.get(start..end)
+        .filter(|p| !p.is_empty())
+        .map(str::to_owned)
 }
 
 /// Why [`Builder::build`] failed: only a bad configuration, never the database being down.
@@ -182,6 +201,7 @@ impl Builder {
             privacy: Privacy::default(),
             partitions: PartitionPolicy::default(),
             lower_priority: true,
+            on_state_change: None,
         }
     }
 
@@ -318,6 +338,32 @@ impl Builder {
         self
     }
 
+    /// Calls `callback` with the writer's [`Stats`] whenever its [`state`](Stats::state)
+    /// changes (connecting, writing, retrying, stopped) or the kind of its
+    /// [`last_error`](Stats::last_error) does: to export the state to a health check or a
+    /// metric.
+    ///
+    /// The callback runs on a thread of its own, never on a writer's thread, so a slow or
+    /// blocking callback holds no write back (changes that happen while it runs are given to
+    /// it together, as the state it then reads). A panic in it is caught and logged. Events it
+    /// emits are not recorded by this crate's layer.
+    ///
+    /// ```
+    /// use tracing_postgres::{Builder, WriterState};
+    /// let builder = Builder::new("postgres://localhost/app").on_state_change(|stats| {
+    ///     let healthy = stats.state == WriterState::Writing;
+    ///     if let Some(e) = &stats.last_error {
+    ///         eprintln!("observability writer: {} ({}); fix: {}", stats.state, e.message, e.fix);
+    ///     }
+    ///     # let _ = healthy;
+    /// });
+    /// # drop(builder);
+    /// ```
+    pub fn on_state_change(mut self, callback: impl Fn(&Stats) + Send + Sync + 'static) -> Self {
+        self.on_state_change = Some(Arc::new(callback));
+        self
+    }
+
     /// Starts the writer and returns the layer (which is also the provider) and the writer's
     /// guard.
     pub fn build_layer(self) -> Result<(PostgresLayer, WriterGuard), BuildError> {
@@ -340,11 +386,15 @@ impl Builder {
     /// Keep the guard alive as long as records should be written: its drop flushes the queue
     /// and stops the writer. Binding it to `_` drops it at once (bind it to `_guard`).
     pub fn build(self) -> Result<(PostgresProvider, WriterGuard), BuildError> {
-        let connect = match self.target {
-            Target::Url(url) => PgConnectOptions::from_str(&url).map_err(BuildError::InvalidUrl)?,
-            Target::Options(o) => *o,
-        }
-        .application_name("tracing-postgres");
+        let (connect, password) = match self.target {
+            Target::Url(url) => (
+                PgConnectOptions::from_str(&url).map_err(BuildError::InvalidUrl)?,
+                url_password(&url),
+            ),
+            Target::Options(o) => (*o, None),
+        };
+        let connect = connect.application_name("tracing-postgres");
+        let role = connect.get_username().to_owned();
         let (tx, rx) = crossbeam_channel::bounded(self.queue_capacity);
         let (control_tx, control_rx) = crossbeam_channel::unbounded();
         let shared = Arc::new(Shared {
@@ -358,6 +408,9 @@ impl Builder {
             flush_interval: self.flush_interval,
             partitions: self.partitions,
             lower_priority: self.lower_priority,
+            role,
+            password,
+            on_state_change: self.on_state_change,
         };
         let thread = writer::spawn(config, rx, control_rx, Arc::clone(&shared))
             .map_err(BuildError::Spawn)?;

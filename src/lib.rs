@@ -115,10 +115,12 @@
 
 mod builder;
 mod context;
+pub mod doctor;
 mod fields;
 #[doc(hidden)]
 pub mod fuzzing;
 mod handle;
+pub mod health;
 mod ids;
 mod jsonb_text;
 mod layer;
@@ -139,6 +141,7 @@ pub use builder::{
     DEFAULT_QUEUE_CAPACITY, DEFAULT_SHUTDOWN_TIMEOUT, ShutdownReport, WriterGuard,
 };
 pub use context::{SpanId, TraceContext, TraceId};
+pub use health::{ErrorKind, WriterError, WriterState};
 pub use layer::PostgresLayer;
 pub use migrate::{MIGRATOR, migrate};
 pub use partitions::{PartitionPolicy, PartitionStep};
@@ -155,6 +158,11 @@ pub use record::{
     RetrievalMetrics, Source, SpanMetrics, SpanType, Status, micros_to_decimal,
 };
 pub use rust_decimal::Decimal;
+
+/// The README's Rust examples, compiled as doctests (`cargo test --doc`) so they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
 pub use uuid::Uuid;
 #[doc(hidden)]
 pub use writer::nodelay::tcp_nodelay_of;

@@ -39,3 +39,15 @@ pub async fn migrate(pool: &PgPool) -> Result<(), MigrateError> {
         .map_err(MigrateError::Execute)?;
     Ok(())
 }
+
+/// The four tables the writer writes.
+pub(crate) const TABLES: [&str; 4] = ["traces", "spans", "chat_messages", "document_events"];
+
+/// The privileges the writer needs on each of [`TABLES`]: `INSERT`, and `SELECT` and `UPDATE`
+/// for the upsert of its retries (which reads the stored row).
+pub(crate) const TABLE_PRIVILEGES: [&str; 3] = ["SELECT", "INSERT", "UPDATE"];
+
+/// The newest migration this version of the crate has.
+pub(crate) fn latest_migration() -> i64 {
+    MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0)
+}

@@ -8,11 +8,12 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use crossbeam_channel::{Sender, TrySendError};
 use crossbeam_utils::CachePadded;
 
+use crate::health::{Health, WriterError, WriterState};
 use crate::record::{Queued, Record};
 
 /// Memory a queued record takes besides its own bytes: its slot in the channel and the
@@ -35,8 +36,11 @@ pub(crate) struct Counters {
     pub refused: AtomicU64,
     pub retries: AtomicU64,
     pub batches: AtomicU64,
+    /// Whether the state is [`WriterState::Writing`]: read on every written batch so that
+    /// writing on does not take the health's lock.
     pub connected: AtomicBool,
-    pub last_error: Mutex<Option<String>>,
+    /// The writer's state and last failure.
+    pub health: Mutex<Health>,
     /// Why the last record was rejected; the writer logs it with the count.
     pub last_rejection: Mutex<Option<&'static str>>,
 }
@@ -70,10 +74,18 @@ pub struct Stats {
     pub batches: u64,
     /// Bytes (approximate) of the records queued or being written.
     pub queued_bytes: usize,
-    /// Whether the writer's last attempt reached the database.
+    /// Whether the writer's last attempt reached the database: `state` is
+    /// [`WriterState::Writing`].
     pub connected: bool,
-    /// The last database error the writer met, if any.
-    pub last_error: Option<String>,
+    /// What the writer is doing now: connecting, writing, retrying (since when, how many
+    /// attempts) or stopped.
+    pub state: WriterState,
+    /// Why the writer is not writing, while it retries: the kind of failure, the server's
+    /// message and the fix. Cleared when writing resumes (see `recovered_at`). Otherwise the
+    /// reason the database gave for the last refused row, if any.
+    pub last_error: Option<WriterError>,
+    /// When writing last resumed after a failure.
+    pub recovered_at: Option<SystemTime>,
 }
 
 impl Stats {
@@ -103,13 +115,20 @@ impl Counters {
             batches: self.batches.load(Relaxed),
             queued_bytes: self.queued_bytes.load(Relaxed),
             connected: self.connected.load(Relaxed),
-            last_error: self.last_error.lock().ok().and_then(|g| g.clone()),
+            ..self.health_snapshot()
         }
     }
 
-    pub fn set_last_error(&self, msg: String) {
-        if let Ok(mut g) = self.last_error.lock() {
-            *g = Some(msg);
+    /// A [`Stats`] with only the health's fields filled in, the counters zero.
+    fn health_snapshot(&self) -> Stats {
+        let Ok(h) = self.health.lock() else {
+            return Stats::default();
+        };
+        Stats {
+            state: h.state,
+            last_error: h.last_error.clone(),
+            recovered_at: h.recovered_at,
+            ..Stats::default()
         }
     }
 }

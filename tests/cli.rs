@@ -7,7 +7,8 @@ use std::process::{Command, Output};
 use std::time::Duration;
 
 use chrono::{TimeDelta, Utc};
-use common::{empty_db, fresh_db};
+use common::{count, empty_db, fresh_db};
+use sqlx::AssertSqlSafe;
 use tracing_postgres::partitions;
 use tracing_postgres::*;
 
@@ -205,4 +206,177 @@ async fn prune_lists_on_a_dry_run_and_drops_otherwise() {
     // Nothing left that old.
     let out = stdout(&cli(&db.url, &["prune", "--older-than", "30d"]));
     assert!(out.contains("dropped 0 partitions"), "{out}");
+}
+
+/// `tracing-postgres doctor`'s output and exit code.
+fn doctor(url: &str) -> (i32, String) {
+    let out = cli(url, &["--color", "never", "doctor"]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    (out.status.code().unwrap_or(-1), text)
+}
+
+/// The line of check `name`, and the fix below it if any.
+fn check<'a>(text: &'a str, name: &str) -> (&'a str, &'a str) {
+    let mut lines = text.lines();
+    while let Some(line) = lines.next() {
+        if line.get(9..9 + name.len()) == Some(name) {
+            let fix = lines.next().filter(|l| l.trim_start().starts_with("fix:"));
+            return (line, fix.unwrap_or(""));
+        }
+    }
+    panic!("no check {name:?} in\n{text}");
+}
+
+#[tokio::test]
+async fn doctor_finds_nothing_wrong_with_a_migrated_database() {
+    let db = fresh_db().await;
+    let (code, text) = doctor(&db.url);
+    assert_eq!(code, 0, "{text}");
+    for name in [
+        "connect",
+        "server",
+        "schema",
+        "migrations",
+        "write grants",
+        "partition upkeep",
+        "read grants",
+        "prune grants",
+        "partitions ahead",
+        "default partitions",
+        "test write",
+    ] {
+        let (line, fix) = check(&text, name);
+        assert!(line.starts_with("ok "), "{line}");
+        assert_eq!(fix, "");
+    }
+    assert!(text.ends_with("no problem found\n"), "{text}");
+    // The test write was rolled back.
+    assert_eq!(count(&db.pool, "traces").await, 0);
+    assert_eq!(count(&db.pool, "spans").await, 0);
+}
+
+#[tokio::test]
+async fn doctor_names_each_problem_with_its_fix_and_exits_1() {
+    // Nobody listening.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let (code, text) = doctor(&format!("postgres://u:pw-secret@127.0.0.1:{port}/db"));
+    assert_eq!(code, 1, "{text}");
+    let (line, fix) = check(&text, "connect");
+    assert!(
+        line.starts_with("problem") && line.contains("unreachable"),
+        "{line}"
+    );
+    assert!(fix.contains("host and port"), "{fix}");
+    assert!(!text.contains("pw-secret"), "{text}");
+
+    // A role that does not exist.
+    let db = fresh_db().await;
+    let (code, text) = doctor(&db.url.replacen("postgres@", "tpg_nobody@", 1));
+    assert_eq!(code, 1, "{text}");
+    let (line, fix) = check(&text, "connect");
+    assert!(line.contains("authentication_failed"), "{line}");
+    assert!(fix.contains("\"tpg_nobody\""), "{fix}");
+
+    // Not migrated.
+    let empty = empty_db().await;
+    let (code, text) = doctor(&empty.url);
+    assert_eq!(code, 1, "{text}");
+    let (line, fix) = check(&text, "schema");
+    assert!(
+        line.starts_with("problem") && line.contains("does not exist"),
+        "{line}"
+    );
+    assert!(fix.contains("tracing-postgres migrate"), "{fix}");
+
+    // One migration behind.
+    sqlx::query(
+        "DELETE FROM observability._sqlx_migrations \
+         WHERE version = (SELECT max(version) FROM observability._sqlx_migrations)",
+    )
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    // A row for a day without a partition waits in DEFAULT.
+    sqlx::query(
+        "INSERT INTO observability.traces (id, trace_id, name, operation_type, started_at) \
+         VALUES (gen_random_uuid(), repeat('a', 32), 'far', 'x', '2100-01-01')",
+    )
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    // Tomorrow's spans partition gone.
+    let tomorrow = (Utc::now() + TimeDelta::days(1)).format("%Y%m%d");
+    sqlx::query(AssertSqlSafe(format!(
+        "DROP TABLE observability.spans_p{tomorrow}"
+    )))
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    // A role that may read and not write.
+    let reader = format!(
+        "tpg_reader_{}",
+        &uuid::Uuid::now_v7().simple().to_string()[20..]
+    );
+    for sql in [
+        format!("CREATE ROLE {reader} LOGIN"),
+        format!("GRANT USAGE ON SCHEMA observability TO {reader}"),
+        format!("GRANT SELECT ON ALL TABLES IN SCHEMA observability TO {reader}"),
+    ] {
+        sqlx::query(AssertSqlSafe(sql))
+            .execute(&db.pool)
+            .await
+            .unwrap();
+    }
+
+    let (code, text) = doctor(&db.url);
+    assert_eq!(code, 1, "{text}");
+    let (line, fix) = check(&text, "migrations");
+    assert!(
+        line.starts_with("problem") && line.contains("(1 pending)"),
+        "{line}"
+    );
+    assert!(fix.contains("tracing-postgres migrate"), "{fix}");
+    let (line, _) = check(&text, "partitions ahead");
+    assert!(
+        line.starts_with("problem") && line.contains("spans from"),
+        "{line}"
+    );
+    let (line, fix) = check(&text, "default partitions");
+    assert!(
+        line.starts_with("problem") && line.contains("traces_default: 1 rows"),
+        "{line}"
+    );
+    assert!(fix.contains("migrate"), "{fix}");
+    assert!(text.ends_with("3 problem(s) found\n"), "{text}");
+
+    let (code, text) = doctor(&db.url.replacen("postgres@", &format!("{reader}@"), 1));
+    assert_eq!(code, 1, "{text}");
+    let (line, fix) = check(&text, "write grants");
+    assert!(line.starts_with("problem"), "{line}");
+    assert!(line.contains("INSERT on observability.spans"), "{line}");
+    assert!(fix.contains(&format!("TO {reader}")), "{fix}");
+    assert!(check(&text, "read grants").0.starts_with("ok"), "{text}");
+    assert!(check(&text, "prune grants").0.starts_with("note"), "{text}");
+    let (line, _) = check(&text, "test write");
+    assert!(
+        line.starts_with("problem") && line.contains("permission_denied"),
+        "{line}"
+    );
+    assert!(
+        check(&text, "partition upkeep").0.starts_with("problem"),
+        "{text}"
+    );
+    for sql in [
+        format!("DROP OWNED BY {reader}"),
+        format!("DROP ROLE {reader}"),
+    ] {
+        sqlx::query(AssertSqlSafe(sql))
+            .execute(&db.pool)
+            .await
+            .unwrap();
+    }
 }

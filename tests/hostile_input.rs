@@ -2443,7 +2443,10 @@ async fn an_index_entry_too_big_is_refused_alone_and_counted() {
     let s = finish(&db, &guard, 4).await;
     assert_eq!((s.written, s.rejected, s.refused), (3, 0, 1), "{s:?}");
     assert!(
-        s.last_error.as_deref().unwrap_or("").contains("index row"),
+        s.last_error
+            .as_ref()
+            .map_or("", |e| e.message.as_str())
+            .contains("index row"),
         "{s:?}"
     );
     let contents: Vec<String> =

@@ -49,23 +49,38 @@ fn database_down_logs_a_rate_limited_warning_without_the_password() {
     let deadline = Instant::now() + Duration::from_secs(20);
     let text = loop {
         let text = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
-        if text.contains("database unavailable") || Instant::now() > deadline {
+        if text.contains("records kept and retried") || Instant::now() > deadline {
             break text;
         }
         std::thread::sleep(Duration::from_millis(50));
     };
     assert!(text.contains("WARN"), "{text}");
     assert!(
-        text.contains("database unavailable, records kept and retried"),
+        text.contains("cannot write to the database (unreachable), records kept and retried"),
         "{text}"
     );
+    // The new failure is logged at once with its fix, before any retry.
+    assert!(
+        text.contains("cannot write to the database (unreachable); records are kept"),
+        "{text}"
+    );
+    assert!(text.contains("Fix: check the host and port"), "{text}");
     assert!(text.contains("records rejected before queueing"), "{text}");
     assert!(text.contains("session id"), "{text}");
     // Many retries, one burst of warnings (rate-limited to one per 10 s).
     std::thread::sleep(Duration::from_millis(500));
     let text = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
     assert!(guard.stats().retries > 2);
-    assert_eq!(text.matches("database unavailable").count(), 1, "{text}");
+    assert_eq!(
+        text.matches("records kept and retried").count(),
+        1,
+        "{text}"
+    );
+    assert_eq!(
+        text.matches("records are kept and retried").count(),
+        1,
+        "{text}"
+    );
     assert!(!text.contains("hunter2"), "{text}");
     assert!(!format!("{guard:?} {p:?}").contains("hunter2"));
     let report = guard.shutdown(Duration::from_millis(200));

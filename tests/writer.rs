@@ -145,8 +145,8 @@ async fn a_refused_row_does_not_take_its_batch_down() {
     assert!(
         stats
             .last_error
-            .as_deref()
-            .unwrap_or("")
+            .as_ref()
+            .map_or("", |e| e.message.as_str())
             .contains("no_poison"),
         "{stats:?}"
     );
@@ -288,7 +288,12 @@ fn no_server_at_all_never_blocks_and_reports_drops() {
     assert_eq!(report.written, 0);
     assert_eq!(report.dropped, 1000);
     assert!(report.stats.retries > 0);
-    let err = report.stats.last_error.clone().unwrap_or_default();
+    let err = report
+        .stats
+        .last_error
+        .as_ref()
+        .map(ToString::to_string)
+        .unwrap_or_default();
     assert!(!err.contains("secret-pw"), "{err}");
     // After shutdown, calls still return and are counted as dropped.
     p.log_llm_call(&ctx, llm(1));
@@ -420,8 +425,8 @@ async fn a_schema_error_is_retried_not_refused() {
     assert_eq!((s.written, s.refused), (0, 0), "{s:?}");
     assert!(
         s.last_error
-            .as_deref()
-            .unwrap_or("")
+            .as_ref()
+            .map_or("", |e| e.message.as_str())
             .contains("collection_name"),
         "{s:?}"
     );
@@ -458,7 +463,10 @@ async fn rows_wait_for_the_migration_that_lets_the_writer_fill_the_w3c_ids() {
     let s = guard.stats();
     assert_eq!((s.written, s.refused), (0, 0), "{s:?}");
     assert!(
-        s.last_error.as_deref().unwrap_or("").contains("_id"),
+        s.last_error
+            .as_ref()
+            .map_or("", |e| e.message.as_str())
+            .contains("_id"),
         "{s:?}"
     );
     // The migration's own statements.

@@ -10,6 +10,8 @@ pub(crate) mod batch;
 pub(crate) mod copy;
 mod cores;
 pub(crate) mod nodelay;
+mod probe;
+mod report;
 mod sink;
 pub(crate) mod tables;
 mod upkeep;
@@ -29,6 +31,8 @@ use crate::queue::Shared;
 use crate::record::Queued;
 use batch::Batch;
 use cores::{CoreBudget, WriterCpu};
+use report::Reporter;
+pub(crate) use report::StateCallback;
 use sink::{Failure, Link, Mode};
 
 thread_local! {
@@ -93,7 +97,6 @@ const MAX_BACKOFF: Duration = Duration::from_secs(2);
 const WARN_EVERY: Duration = Duration::from_secs(10);
 
 /// What the writer needs to run.
-#[derive(Debug)]
 pub(crate) struct WriterConfig {
     pub connect: PgConnectOptions,
     pub connections: u32,
@@ -102,6 +105,23 @@ pub(crate) struct WriterConfig {
     /// Whether the writer's threads run at a lower scheduling priority.
     pub lower_priority: bool,
     pub flush_interval: Duration,
+    /// The role the writer connects as, named in the fixes of its failures.
+    pub role: String,
+    /// The password of the database URL, masked wherever a message would repeat it.
+    pub password: Option<String>,
+    /// Called (on a thread of its own) when the writer's state changes.
+    pub on_state_change: Option<StateCallback>,
+}
+
+impl std::fmt::Debug for WriterConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WriterConfig")
+            .field("role", &self.role)
+            .field("connections", &self.connections)
+            .field("batch_size", &self.batch_size)
+            .field("flush_interval", &self.flush_interval)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Requests from the guard.
@@ -138,6 +158,12 @@ pub(crate) fn spawn(
                 .disable_statement_logging()
                 .options([("client_min_messages", "warning")]);
             let warnings = Arc::new(Mutex::new(Warnings::default()));
+            let reporter = Arc::new(Reporter::new(
+                Arc::clone(&shared),
+                config.role.clone(),
+                config.password.clone(),
+                config.on_state_change.clone(),
+            ));
             let in_flight = Arc::new(InFlight::default());
             let writer_cpu = Arc::new(WriterCpu::default());
             // One thread per connection, each with its own runtime, taking whole batches from
@@ -155,7 +181,11 @@ pub(crate) fn spawn(
                         warnings: Arc::clone(&warnings),
                         in_flight: Arc::clone(&in_flight),
                         writer_cpu: Arc::clone(&writer_cpu),
+                        reporter: Arc::clone(&reporter),
                     },
+                    // One connection checks the database at start, and again while the writer
+                    // cannot write, so the state says why before (and after) any batch.
+                    i == 0,
                 );
                 match link {
                     Ok(handle) => links.push(handle),
@@ -174,6 +204,7 @@ pub(crate) fn spawn(
                     counters.queued_bytes.fetch_sub(bytes, Relaxed);
                     counters.dropped_unwritten.fetch_add(1, Relaxed);
                 }
+                reporter.stopped();
                 return;
             }
             let mut writer = Writer {
@@ -202,6 +233,7 @@ pub(crate) fn spawn(
             if let Ok(mut w) = writer.warnings.lock() {
                 w.report_now(&writer.shared);
             }
+            reporter.stopped();
         })
 }
 
@@ -255,6 +287,7 @@ struct LinkShared {
     warnings: Arc<Mutex<Warnings>>,
     in_flight: Arc<InFlight>,
     writer_cpu: Arc<WriterCpu>,
+    reporter: Arc<Reporter>,
 }
 
 /// Starts the thread of one connection: it writes the batches it takes from `batches` until
@@ -265,12 +298,14 @@ fn spawn_link(
     mut link: Link,
     batches: Receiver<Batch>,
     with: LinkShared,
+    checks: bool,
 ) -> std::io::Result<JoinHandle<()>> {
     let LinkShared {
         shared,
         warnings,
         in_flight,
         writer_cpu,
+        reporter,
     } = with;
     std::thread::Builder::new()
         .name(format!("tracing-postgres-conn-{i}"))
@@ -293,9 +328,35 @@ fn spawn_link(
                 }
             };
             let mut cpu_seen = cores::thread_cpu_ns();
-            for batch in batches.iter() {
+            let mut check_every = checks.then_some(Duration::ZERO);
+            loop {
+                let next = match check_every {
+                    // Checks while nothing is written: at once, then with backoff while the
+                    // database cannot be written.
+                    Some(wait) if reporter.wants_check() => {
+                        match batches.recv_timeout(wait) {
+                            Ok(batch) => Some(batch),
+                            Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+                                runtime.block_on(check(&mut link, &shared, &reporter));
+                                check_every = Some(if wait.is_zero() {
+                                    INITIAL_BACKOFF
+                                } else {
+                                    (wait * 2).min(MAX_BACKOFF)
+                                });
+                                continue;
+                            }
+                            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => None,
+                        }
+                    }
+                    _ => batches.recv().ok(),
+                };
+                let Some(batch) = next else { break };
+                if check_every.is_some() {
+                    // A new outage is checked from the shortest pause again.
+                    check_every = Some(INITIAL_BACKOFF);
+                }
                 let bytes = batch.bytes;
-                runtime.block_on(write(&mut link, &shared, &warnings, batch));
+                runtime.block_on(write(&mut link, &shared, &warnings, &reporter, batch));
                 shared.counters.queued_bytes.fetch_sub(bytes, Relaxed);
                 writer_cpu.report(&mut cpu_seen);
                 in_flight.done();
@@ -356,19 +417,25 @@ impl Warnings {
                 "tracing-postgres: records rejected before queueing"
             );
         }
+        let (kind, message, fix) = s.last_error.as_ref().map_or(("", "", ""), |e| {
+            (e.kind.name(), e.message.as_str(), e.fix.as_str())
+        });
         if s.refused > self.refused {
             tracing::warn!(
                 refused = s.refused - self.refused,
-                last_error = s.last_error.as_deref().unwrap_or(""),
-                "tracing-postgres: rows refused by the database"
+                last_error = message,
+                "tracing-postgres: rows refused by the database (skipped and counted; the \
+                 rest of their batches written)"
             );
         }
         if s.retries > self.retries {
             tracing::warn!(
                 retries = s.retries - self.retries,
-                connected = s.connected,
-                last_error = s.last_error.as_deref().unwrap_or(""),
-                "tracing-postgres: database unavailable, records kept and retried"
+                state = %s.state,
+                kind,
+                last_error = message,
+                "tracing-postgres: cannot write to the database ({kind}), records kept and \
+                 retried. Fix: {fix}"
             );
         }
         *self = Warnings {
@@ -572,6 +639,22 @@ impl Writer {
     }
 }
 
+/// Checks the database (see [`probe`]) and moves the state by what it finds. Given up as soon
+/// as a shutdown begins, so a connection attempt to a server that does not answer never holds
+/// the guard's drop.
+async fn check(link: &mut Link, shared: &Shared, reporter: &Reporter) {
+    let checked = std::pin::pin!(link.check(reporter.role()));
+    let stop = std::pin::pin!(async {
+        while shared.shutdown_deadline.get().is_none() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
+    match futures_util::future::select(checked, stop).await {
+        futures_util::future::Either::Left((result, _)) => reporter.checked(result),
+        futures_util::future::Either::Right(_) => {}
+    }
+}
+
 /// A batch's collecting time: `interval` less `write_micros` (at most half of it).
 fn collect_for(interval: Duration, write_micros: u64) -> Duration {
     interval - Duration::from_micros(write_micros).min(interval / 2)
@@ -593,7 +676,13 @@ fn note_write_time(shared: &Shared, took: Duration) {
 
 /// Writes a batch: retries transient failures with backoff (keeping the rows), and when the
 /// database refuses data, splits the batch until the refused rows stand alone.
-async fn write(link: &mut Link, shared: &Shared, warnings: &Mutex<Warnings>, batch: Batch) {
+async fn write(
+    link: &mut Link,
+    shared: &Shared,
+    warnings: &Mutex<Warnings>,
+    reporter: &Reporter,
+    batch: Batch,
+) {
     let counters = &shared.counters;
     let mut work = vec![(batch, Mode::Fast)];
     let mut backoff = INITIAL_BACKOFF;
@@ -615,7 +704,7 @@ async fn write(link: &mut Link, shared: &Shared, warnings: &Mutex<Warnings>, bat
                 }
                 counters.written.fetch_add(batch.record_count(), Relaxed);
                 counters.batches.fetch_add(1, Relaxed);
-                counters.connected.store(true, Relaxed);
+                reporter.wrote();
                 backoff = INITIAL_BACKOFF;
                 continue;
             }
@@ -623,11 +712,15 @@ async fn write(link: &mut Link, shared: &Shared, warnings: &Mutex<Warnings>, bat
         };
         // Only batches written at the first attempt feed the average.
         first = false;
-        counters.set_last_error(err.to_string());
-        match sink::classify(&err) {
+        let failure = sink::classify(&err);
+        let error = reporter.write_error(&err, failure == Failure::Refused);
+        if failure == Failure::Refused {
+            reporter.refused(error.clone());
+        }
+        match failure {
             Failure::Transient => {
-                counters.connected.store(false, Relaxed);
                 counters.retries.fetch_add(1, Relaxed);
+                reporter.failed(error);
                 if let Ok(mut w) = warnings.lock() {
                     w.report(shared);
                 }

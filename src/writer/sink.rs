@@ -103,6 +103,25 @@ impl Link {
         result
     }
 
+    /// Checks that the schema is there and writable (see [`probe`](super::probe)). After a
+    /// failure the connection is closed, as after a failed write.
+    pub async fn check(
+        &mut self,
+        role: &str,
+    ) -> Result<Option<crate::health::WriterError>, sqlx::Error> {
+        let result = async {
+            let conn = self.connection().await?;
+            tokio::time::timeout(ATTEMPT_TIMEOUT, super::probe::check(conn, role))
+                .await
+                .unwrap_or_else(|_| Err(sqlx::Error::PoolTimedOut))
+        }
+        .await;
+        if result.is_err() {
+            self.conn = None;
+        }
+        result
+    }
+
     async fn try_write(&mut self, batch: &Batch, mode: Mode) -> Result<(), sqlx::Error> {
         let conn = self.connection().await?;
         tokio::time::timeout(ATTEMPT_TIMEOUT, write_batch(conn, batch, mode))

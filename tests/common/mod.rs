@@ -107,6 +107,8 @@ pub struct Cluster {
     dir: PathBuf,
     run_as: Vec<String>,
     pub port: u16,
+    /// The superuser's password, on a cluster with password authentication over TCP.
+    password: Option<String>,
 }
 
 fn pg_bin() -> PathBuf {
@@ -158,6 +160,16 @@ fn free_port() -> u16 {
 impl Cluster {
     /// initdb and start a cluster on a free loopback port.
     pub fn start() -> Cluster {
+        Cluster::start_with(None)
+    }
+
+    /// A cluster whose TCP connections authenticate by password (`scram-sha-256`): the
+    /// superuser `postgres` has `password`.
+    pub fn start_with_password(password: &str) -> Cluster {
+        Cluster::start_with(Some(password))
+    }
+
+    fn start_with(password: Option<&str>) -> Cluster {
         let dir =
             std::env::temp_dir().join(format!("tpg-cluster-{}", uuid::Uuid::now_v7().simple()));
         std::fs::create_dir_all(&dir).expect("cluster dir");
@@ -175,22 +187,44 @@ impl Cluster {
             dir,
             run_as,
             port: free_port(),
+            password: password.map(str::to_owned),
         };
         let data = c.dir.join("data");
-        c.pg(
-            "initdb",
-            &[
-                "-D",
-                data.to_str().unwrap(),
-                "-U",
-                "postgres",
-                "--auth=trust",
-                "-E",
-                "UTF8",
-                "--locale=C",
-                "--no-sync",
-            ],
-        );
+        let data = data.to_str().unwrap();
+        let mut args = vec![
+            "-D",
+            data,
+            "-U",
+            "postgres",
+            "-E",
+            "UTF8",
+            "--locale=C",
+            "--no-sync",
+        ];
+        let pwfile = c.dir.join("pwfile");
+        let pwfile = pwfile.to_str().unwrap();
+        match password {
+            Some(pw) => {
+                std::fs::write(pwfile, pw).expect("write pwfile");
+                if c.run_as.len() >= 3 {
+                    let status = Command::new("chown")
+                        .arg(&c.run_as[2])
+                        .arg(pwfile)
+                        .status()
+                        .expect("chown");
+                    assert!(status.success(), "chown pwfile");
+                }
+                args.extend([
+                    "--auth-local=trust",
+                    "--auth-host=scram-sha-256",
+                    "--pwfile",
+                    pwfile,
+                ]);
+            }
+            None => args.push("--auth=trust"),
+        }
+        c.pg("initdb", &args);
+        let data = c.dir.join("data");
         let conf = format!(
             "port = {}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{}'\nfsync = off\nmax_connections = 100\n",
             c.port,
@@ -246,7 +280,10 @@ impl Cluster {
     }
 
     pub fn url(&self) -> String {
-        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+        match &self.password {
+            Some(pw) => format!("postgres://postgres:{pw}@127.0.0.1:{}/postgres", self.port),
+            None => format!("postgres://postgres@127.0.0.1:{}/postgres", self.port),
+        }
     }
 
     pub fn dir(&self) -> &Path {

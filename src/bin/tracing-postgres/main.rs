@@ -7,11 +7,13 @@
 //! tracing-postgres stats [--by model|kb|user] [--bucket hour|day|week] [--since 24h]
 //! tracing-postgres prune --older-than 90d [--dry-run]
 //! tracing-postgres partitions
+//! tracing-postgres doctor
 //! ```
 //!
 //! The database is `--database-url` or `DATABASE_URL`. Colours follow `--color`, `NO_COLOR`
 //! and whether the output is a terminal.
 
+mod doctor;
 mod stats;
 mod style;
 mod tail;
@@ -105,6 +107,9 @@ enum Command {
     },
     /// Lists the partitions of the four tables.
     Partitions,
+    /// Checks the database for the writer and the readers: server, schema and migrations,
+    /// the role's grants, partitions, and a test write rolled back. Exits 1 on any problem.
+    Doctor,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -160,12 +165,17 @@ async fn run(cli: Cli) -> Result<ExitCode, Error> {
     let Some(url) = cli.database_url else {
         return Err("no database: pass --database-url or set DATABASE_URL".into());
     };
+    let mut out = anstream::stdout();
+    if let Command::Doctor = cli.command {
+        // Before any connection: a connection that cannot be made is the first thing it
+        // reports.
+        return doctor::run(&url, &mut out).await;
+    }
     let pool = PgPoolOptions::new()
         .max_connections(2)
         .acquire_timeout(Duration::from_secs(10))
         .connect(&url)
         .await?;
-    let mut out = anstream::stdout();
     match cli.command {
         Command::Migrate => {
             tracing_postgres::migrate(&pool).await?;
@@ -230,6 +240,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Error> {
                 writeln!(out, "{:<16} {:<32} {range}", p.table_name, p.name)?;
             }
         }
+        Command::Doctor => unreachable!("handled before connecting"),
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -1,0 +1,40 @@
+//! `tracing-postgres doctor`: the checks of [`tracing_postgres::doctor`], one line each with its
+//! fix, and an exit code of 1 when any found a problem.
+
+use std::io::Write;
+use std::process::ExitCode;
+use std::str::FromStr;
+
+use sqlx::postgres::PgConnectOptions;
+use tracing_postgres::doctor::{self, Outcome};
+
+use crate::style::{self, paint};
+
+/// Runs the checks on the database at `url` and prints them.
+pub async fn run(url: &str, out: &mut impl Write) -> Result<ExitCode, crate::Error> {
+    let options = PgConnectOptions::from_str(url)?;
+    let report = doctor::run(&options).await;
+    for check in &report.checks {
+        let outcome = match check.outcome {
+            Outcome::Ok => paint(style::OK, format!("{:<8}", "ok")),
+            Outcome::Problem => paint(style::ERROR, format!("{:<8}", "problem")),
+            _ => paint(style::WARN, format!("{:<8}", check.outcome.name())),
+        };
+        writeln!(out, "{outcome} {:<19} {}", check.name, check.detail)?;
+        if let Some(fix) = &check.fix {
+            writeln!(out, "{:<28} fix: {fix}", "")?;
+        }
+    }
+    let problems = report
+        .checks
+        .iter()
+        .filter(|c| c.outcome == Outcome::Problem)
+        .count();
+    if problems == 0 {
+        writeln!(out, "no problem found")?;
+        Ok(ExitCode::SUCCESS)
+    } else {
+        writeln!(out, "{problems} problem(s) found")?;
+        Ok(ExitCode::FAILURE)
+    }
+}
