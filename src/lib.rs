@@ -109,6 +109,13 @@
 //! one transaction, idempotently (a retried batch cannot write a row twice). The writer logs
 //! drops, rejections, refusals and outages as rate-limited warnings, from its own thread.
 //!
+//! When nothing is written, [`Stats::state`] and [`Stats::last_error`] say why: the
+//! [`WriterState`] (connecting, writing, retrying since when, stopped) and the
+//! [`WriterError`] with its [`ErrorKind`] (server unreachable, login refused, database
+//! missing, schema not migrated, a privilege missing, disk full, read-only), the server's
+//! message and the fix. [`Builder::on_state_change`] reports each change;
+//! [`doctor::run`] (the CLI's `doctor`) checks a database for everything the writer needs.
+//!
 //! Keep the [`WriterGuard`] alive (`let _guard = ...`): a guard bound to `_` is dropped at
 //! once and stops the writer.
 #![warn(missing_docs)]
