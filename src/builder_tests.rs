@@ -25,8 +25,14 @@ fn debug_never_shows_the_password() {
 fn the_writer_is_given_the_password_of_the_url_to_mask() {
     for (url, password) in [
         ("postgres://app:s3cret@db:5432/app", Some("s3cret")),
-        ("postgres://app:p%40ss@db/app?sslmode=disable", Some("p%40ss")),
-        ("postgres://app@db/app?password=s3cret&sslmode=disable", Some("s3cret")),
+        (
+            "postgres://app:p%40ss@db/app?sslmode=disable",
+            Some("p%40ss"),
+        ),
+        (
+            "postgres://app@db/app?password=s3cret&sslmode=disable",
+            Some("s3cret"),
+        ),
         ("postgres://app@db/app", None),
         ("postgres://db/app", None),
     ] {
