@@ -26,7 +26,7 @@ use chrono::{TimeDelta, Utc};
 use sqlx::postgres::{PgConnectOptions, PgConnection};
 use sqlx::{AssertSqlSafe, Connection};
 
-use crate::health::{ErrorKind, WriterError};
+use crate::health::{ErrorKind, WriterError, writer_grants};
 use crate::migrate::{TABLE_PRIVILEGES, TABLES, latest_migration};
 use crate::partitions::{self, Partition, PartitionPolicy};
 
@@ -343,10 +343,8 @@ async fn grants(conn: &mut PgConnection, role: &str, report: &mut Report) {
             "write grants",
             format!("role \"{role}\" lacks {}", write.join(", ")),
             format!(
-                "as the schema's owner: GRANT USAGE ON SCHEMA observability TO {role}; GRANT \
-                 SELECT, INSERT, UPDATE ON ALL TABLES IN SCHEMA observability TO {role}; GRANT \
-                 TEMPORARY ON DATABASE {} TO {role}",
-                g.database
+                "as the schema's owner: {}",
+                writer_grants(role, &g.database)
             ),
         );
     }

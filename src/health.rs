@@ -162,10 +162,9 @@ impl ErrorKind {
                 `tracing_postgres::migrate(&pool)` at start, or `tracing-postgres migrate`"
                 .to_owned(),
             ErrorKind::PermissionDenied => format!(
-                "grant the writer's privileges to role \"{role}\": GRANT USAGE ON SCHEMA \
-                 observability TO {role}; GRANT SELECT, INSERT, UPDATE ON ALL TABLES IN SCHEMA \
-                 observability TO {role}; GRANT TEMPORARY ON DATABASE <db> TO {role} (see \
-                 `tracing-postgres doctor`)"
+                "grant the writer's privileges to role \"{role}\": {} (see `tracing-postgres \
+                 doctor`)",
+                writer_grants(role, "<db>")
             ),
             ErrorKind::ResourcesExhausted => "free disk space (or memory, or connections) on \
                 the database server"
@@ -188,6 +187,15 @@ impl fmt::Display for ErrorKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
     }
+}
+
+/// The statements that give `role` what the writer needs in `database` (the README's grants).
+pub(crate) fn writer_grants(role: &str, database: &str) -> String {
+    format!(
+        "GRANT USAGE ON SCHEMA observability TO {role}; GRANT SELECT, INSERT, UPDATE ON ALL \
+         TABLES IN SCHEMA observability TO {role}; GRANT TEMPORARY ON DATABASE {database} TO \
+         {role}"
+    )
 }
 
 /// A failure the writer met: its kind, the server's (or the driver's) message, and the fix.

@@ -103,6 +103,10 @@ impl Stats {
 
 impl Counters {
     pub fn snapshot(&self) -> Stats {
+        let (state, last_error, recovered_at) = match self.health.lock() {
+            Ok(h) => (h.state, h.last_error.clone(), h.recovered_at),
+            Err(_) => Default::default(),
+        };
         Stats {
             enqueued: self.enqueued.load(Relaxed),
             written: self.written.load(Relaxed),
@@ -115,20 +119,9 @@ impl Counters {
             batches: self.batches.load(Relaxed),
             queued_bytes: self.queued_bytes.load(Relaxed),
             connected: self.connected.load(Relaxed),
-            ..self.health_snapshot()
-        }
-    }
-
-    /// A [`Stats`] with only the health's fields filled in, the counters zero.
-    fn health_snapshot(&self) -> Stats {
-        let Ok(h) = self.health.lock() else {
-            return Stats::default();
-        };
-        Stats {
-            state: h.state,
-            last_error: h.last_error.clone(),
-            recovered_at: h.recovered_at,
-            ..Stats::default()
+            state,
+            last_error,
+            recovered_at,
         }
     }
 }

@@ -8,11 +8,10 @@
 
 mod common;
 
-use std::io::Write;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use common::{Cluster, count, empty_db, fresh_db, fresh_db_on, with_database};
+use common::{Capture, Cluster, count, empty_db, fresh_db, fresh_db_on, with_database};
 use sqlx::{AssertSqlSafe, PgPool};
 use tracing_postgres::*;
 
@@ -28,19 +27,6 @@ fn log() -> &'static Arc<Mutex<Vec<u8>>> {
             .init();
         log
     })
-}
-
-#[derive(Clone)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
 }
 
 const FLUSH: Duration = Duration::from_secs(30);

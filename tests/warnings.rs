@@ -1,24 +1,12 @@
 //! The writer's warnings reach the application's own log, from the writer's thread, with no
 //! password in them. A test binary of its own: it installs a global subscriber.
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
+mod common;
+
 use std::time::{Duration, Instant};
 
+use common::Capture;
 use tracing_postgres::*;
-
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 #[test]
 fn database_down_logs_a_rate_limited_warning_without_the_password() {

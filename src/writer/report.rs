@@ -141,10 +141,12 @@ impl Reporter {
 
     /// An attempt the database accepted. Takes no lock while the state is already writing.
     pub fn wrote(&self) {
-        self.check_pending.store(false, Relaxed);
+        // While writing, no check is pending (a check's failure clears `connected`), so the
+        // written batches store nothing shared.
         if self.shared.counters.connected.load(Relaxed) {
             return;
         }
+        self.check_pending.store(false, Relaxed);
         let before = {
             let Ok(mut h) = self.shared.counters.health.lock() else {
                 return;

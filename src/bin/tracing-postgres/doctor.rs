@@ -15,15 +15,16 @@ pub async fn run(url: &str, out: &mut impl Write) -> Result<ExitCode, crate::Err
     let options = PgConnectOptions::from_str(url)?;
     let report = doctor::run(&options).await;
     for check in &report.checks {
-        let outcome = match check.outcome {
-            Outcome::Ok => paint(style::OK, format!("{:<8}", "ok")),
-            Outcome::Problem => paint(style::ERROR, format!("{:<8}", "problem")),
-            _ => paint(style::WARN, format!("{:<8}", check.outcome.name())),
+        // The library's layout, with the outcome (its first word) coloured.
+        let shown = check.to_string();
+        let name = check.outcome.name();
+        let rest = shown.strip_prefix(name).unwrap_or(&shown);
+        let colour = match check.outcome {
+            Outcome::Ok => style::OK,
+            Outcome::Problem => style::ERROR,
+            _ => style::WARN,
         };
-        writeln!(out, "{outcome} {:<19} {}", check.name, check.detail)?;
-        if let Some(fix) = &check.fix {
-            writeln!(out, "{:<28} fix: {fix}", "")?;
-        }
+        writeln!(out, "{}{rest}", paint(colour, name))?;
     }
     let problems = report
         .checks
