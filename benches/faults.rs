@@ -247,8 +247,8 @@ fn restart(env: &Env) -> Value {
         "normal_max_enqueue_us": normal.iter().copied().fold(0.0, f64::max),
         "normal_p99_enqueue_us": percentile(normal, 0.99),
         "outage_p99_enqueue_us": percentile(during, 0.99),
-        "dropped": report.dropped, "retries": report.stats.retries,
-        "ok": rows == load.emitted && distinct == load.emitted && report.dropped == 0,
+        "dropped": report.dropped(), "retries": report.stats.retries,
+        "ok": rows == load.emitted && distinct == load.emitted && report.dropped() == 0,
     })
 }
 
@@ -273,7 +273,7 @@ fn start_down(env: &Env) -> Value {
     );
     json!({
         "emitted": load.emitted, "rows": rows, "duplicates": rows - distinct, "panics": PANICS.load(Ordering::Relaxed),
-        "dropped": report.dropped,
+        "dropped": report.dropped(),
         "ok": rows == load.emitted && distinct == load.emitted,
     })
 }
@@ -316,7 +316,7 @@ fn slow_db(env: &Env) -> Value {
         "emitted": load.emitted, "rows": rows, "duplicates": rows - distinct, "panics": PANICS.load(Ordering::Relaxed),
         "max_enqueue_us": locked.iter().copied().fold(0.0, f64::max),
         "normal_p99_enqueue_us": percentile(normal, 0.99),
-        "dropped": report.dropped,
+        "dropped": report.dropped(),
         "ok": rows == load.emitted && distinct == load.emitted,
     })
 }
@@ -350,9 +350,9 @@ fn bad_row(env: &Env) -> Value {
         "SELECT count(DISTINCT prompt_tokens) FROM observability.spans",
     );
     json!({
-        "emitted": total - 1, "refused": report.refused, "rows": rows, "duplicates": rows - distinct,
+        "emitted": total - 1, "refused": report.stats.refused, "rows": rows, "duplicates": rows - distinct,
         "panics": PANICS.load(Ordering::Relaxed),
-        "ok": rows == total - 1 && report.refused == 1,
+        "ok": rows == total - 1 && report.stats.refused == 1,
     })
 }
 
@@ -383,9 +383,9 @@ fn overflow(env: &Env) -> Value {
     let rows = env.scalar(&pool, "SELECT count(*) FROM observability.spans");
     let warnings = env.log.count("records dropped because the queue was full") - warnings_before;
     json!({
-        "emitted": emitted, "written": report.written, "dropped": report.dropped, "rows": rows,
+        "emitted": emitted, "written": report.written(), "dropped": report.dropped(), "rows": rows,
         "dropped_full_during_outage": during.dropped_full, "warnings": warnings,
-        "ok": report.written + report.dropped == emitted && rows as u64 == report.written && report.dropped > 0 && warnings >= 1,
+        "ok": report.written() + report.dropped() == emitted && rows as u64 == report.written() && report.dropped() > 0 && warnings >= 1,
     })
 }
 
@@ -459,10 +459,10 @@ fn least_privilege(env: &Env) -> Value {
          WHERE range_from <= now() + interval '6 days' AND range_to > now() + interval '6 days'",
     );
     json!({
-        "emitted": emitted, "rows": rows, "refused": report.refused, "dropped": report.dropped,
+        "emitted": emitted, "rows": rows, "refused": report.stats.refused, "dropped": report.dropped(),
         "retries": report.stats.retries, "last_error": report.stats.last_error.as_ref().map(ToString::to_string),
         "partitions_made_by_writer": ahead,
-        "ok": rows == emitted && report.dropped == 0 && ahead == 4,
+        "ok": rows == emitted && report.dropped() == 0 && ahead == 4,
     })
 }
 
@@ -723,9 +723,9 @@ fn soak(env: &Env, seconds: u64) -> Value {
     let rows = env.scalar(&pool, "SELECT (SELECT count(*) FROM observability.traces) + (SELECT count(*) FROM observability.spans)");
     let growth = (max_after - rss_at_warmup.unwrap_or(max_after)) as f64 / 1024.0;
     json!({
-        "seconds": seconds, "spans": spans, "rows": rows, "dropped": report.dropped,
+        "seconds": seconds, "spans": spans, "rows": rows, "dropped": report.dropped(),
         "rss_growth_mib_after_warmup": growth, "rss_mib_end": rss_kib() as f64 / 1024.0,
-        "ok": growth < 10.0 && rows as u64 == spans && report.dropped == 0,
+        "ok": growth < 10.0 && rows as u64 == spans && report.dropped() == 0,
     })
 }
 

@@ -771,7 +771,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let report = guard.shutdown(FLUSH_TIMEOUT);
     eprintln!(
         "pg_layer shutdown: written {}, dropped {}, complete {}",
-        report.written, report.dropped, report.complete
+        report.written(),
+        report.dropped(),
+        report.complete
     );
     let _ = otel_provider.shutdown();
     let (span_rows, trace_rows) = db.count_and_drop()?;
@@ -801,10 +803,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "loop": { "iterations": loop_iters, "runs": loop_runs },
         "pg_layer_stats": {
             "enqueued": stats.enqueued,
-            "written": report.written,
-            "dropped": report.dropped,
-            "rejected": report.rejected,
-            "refused": report.refused,
+            "written": report.written(),
+            "dropped": report.dropped(),
+            "rejected": report.stats.rejected,
+            "refused": report.stats.refused,
         },
         "elapsed_s": elapsed.round(),
     });

@@ -239,7 +239,7 @@ async fn ingest(admin_url: &str, spans: usize) -> Res<Value> {
         visible_in.as_secs_f64(),
         emitted_in.as_secs_f64(),
         stats.batches,
-        report.dropped
+        report.dropped()
     );
 
     if std::env::var_os("TPG_LAYER_ONLY").is_some_and(|v| v == "1") {
@@ -340,7 +340,7 @@ async fn ingest(admin_url: &str, spans: usize) -> Res<Value> {
             "emitted_s": emitted_in.as_secs_f64(),
             "visible_s": visible_in.as_secs_f64(),
             "batches": stats.batches,
-            "dropped": report.dropped,
+            "dropped": report.dropped(),
             "psql_copy_rows": copied,
             "psql_copy_s": copy_took.as_secs_f64(),
             "per_row_commit_rows": inserted,
@@ -402,7 +402,7 @@ fn outage(url: &str, spans: usize, cap_mib: usize) -> Res<Value> {
             "enqueued": stats.enqueued,
             "dropped_full": stats.dropped_full,
             "queued_bytes_peak": stats.queued_bytes,
-            "dropped_at_shutdown": report.dropped,
+            "dropped_at_shutdown": report.dropped(),
         },
     }))
 }
@@ -556,7 +556,7 @@ fn hot(url: &str, spans: usize, workload: fn(usize)) -> Res<Value> {
     drop(dispatch);
     drop(layer);
     let report = guard.shutdown(Duration::from_secs(600));
-    eprintln!("hot: written {}", report.written);
+    eprintln!("hot: written {}", report.written());
     Ok(json!({ "ns_per_span": ns, "cpu_ns_per_span": cpu_ns }))
 }
 
@@ -592,7 +592,7 @@ fn provider(url: &str, calls: usize) -> Res<Value> {
     let report = guard.shutdown(Duration::from_secs(600));
     eprintln!(
         "provider: {ns:.0} ns per call (mean, timer included); written {}",
-        report.written
+        report.written()
     );
     Ok(json!({ "ns_per_call": ns }))
 }

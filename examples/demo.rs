@@ -337,7 +337,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let report = guard.shutdown(Duration::from_secs(10));
     println!(
         "writer: {} records written, {} dropped, {} refused\n",
-        report.written, report.dropped, report.refused
+        report.written(),
+        report.dropped(),
+        report.stats.refused
     );
 
     print_trace(&pool, chat.trace_id).await?;

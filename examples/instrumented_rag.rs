@@ -193,7 +193,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let report = guard.shutdown(Duration::from_secs(10));
     println!(
         "writer: {} records written, {} dropped, {} refused",
-        report.written, report.dropped, report.refused
+        report.written(),
+        report.dropped(),
+        report.stats.refused
     );
 
     let (traces, spans, messages, events): (i64, i64, i64, i64) = sqlx::query_as(

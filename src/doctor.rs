@@ -26,9 +26,10 @@ use chrono::{TimeDelta, Utc};
 use sqlx::postgres::{PgConnectOptions, PgConnection};
 use sqlx::{AssertSqlSafe, Connection};
 
-use crate::health::{ErrorKind, WriterError, writer_grants};
-use crate::migrate::{TABLE_PRIVILEGES, TABLES, latest_migration};
+use crate::migrations::{MIGRATOR, latest_migration};
+use crate::model::health::{ErrorKind, WriterError, writer_grants};
 use crate::partitions::{self, Partition, PartitionPolicy};
+use crate::schema::{TABLE_PRIVILEGES, TABLES};
 
 /// How a check came out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -278,10 +279,7 @@ async fn migrations(conn: &mut PgConnection, role: &str, report: &mut Report) {
             report.ok("migrations", format!("current ({v})"));
         }
         Ok((v, _)) => {
-            let pending = crate::migrate::MIGRATOR
-                .iter()
-                .filter(|m| Some(m.version) > v)
-                .count();
+            let pending = MIGRATOR.iter().filter(|m| Some(m.version) > v).count();
             report.problem(
                 "migrations",
                 format!(

@@ -6,9 +6,10 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::record::{ChatMessageRow, DocumentEventRow, SpanRow, Status, TraceRow};
-use crate::sanitize::{TextLimits, clean_json, clean_owned, clean_text};
-use crate::writer::copy::{CopyEncoder, CopyRow};
+use crate::model::kinds::Status;
+use crate::model::rows::{ChatMessageRow, DocumentEventRow, SpanRow, TraceRow};
+use crate::model::sanitize::{TextLimits, clean_json, clean_owned, clean_text};
+use crate::writer::pg::copy::{CopyEncoder, CopyRow};
 
 /// Text cleaning: no NUL survives, the cut is at a character boundary within the limit, and
 /// the result is a prefix of the input without its NULs. JSON cleaning: no NUL anywhere, depth
@@ -228,7 +229,7 @@ pub fn llm_spans_copy_data(first: i64, n: usize, trace_id: Uuid) -> (String, Vec
         };
         enc.row(&row);
     }
-    let sql = crate::writer::tables::copy_sql("observability.spans", SpanRow::COLUMNS);
+    let sql = crate::writer::pg::tables::copy_sql("observability.spans", SpanRow::COLUMNS);
     (sql, enc.finish())
 }
 

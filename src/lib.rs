@@ -54,7 +54,7 @@
 //!
 //! // Keep the guard for the life of the program; its drop (or `shutdown`) flushes.
 //! let report = guard.shutdown(Duration::from_secs(2));
-//! println!("{} written, {} dropped", report.written, report.dropped);
+//! println!("{} written, {} dropped", report.written(), report.dropped());
 //! # Ok(())
 //! # }
 //! ```
@@ -121,55 +121,49 @@
 #![warn(missing_docs)]
 
 mod builder;
-mod context;
+mod capture;
 pub mod doctor;
-mod fields;
+#[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
-mod handle;
-pub mod health;
-mod ids;
-mod jsonb_text;
-mod layer;
-pub mod migrate;
+mod map;
+pub mod migrations;
+mod model;
 pub mod partitions;
-mod prices;
-pub mod privacy;
-mod provider;
 pub mod query;
 mod queue;
-mod record;
-pub mod sanitize;
-mod values;
+mod schema;
 mod writer;
 
 pub use builder::{
     BuildError, Builder, DEFAULT_BATCH_SIZE, DEFAULT_FLUSH_INTERVAL, DEFAULT_MAX_QUEUE_BYTES,
     DEFAULT_QUEUE_CAPACITY, DEFAULT_SHUTDOWN_TIMEOUT, ShutdownReport, WriterGuard,
 };
-pub use context::{SpanId, TraceContext, TraceId};
-pub use health::{ErrorKind, WriterError, WriterState};
-pub use layer::PostgresLayer;
-pub use migrate::{MIGRATOR, migrate};
+pub use capture::{ObservabilityProvider, PostgresLayer, PostgresProvider, TraceContext};
+pub use map::privacy;
+pub use migrations::{MIGRATOR, migrate};
+pub use model::health;
+pub use model::health::{ErrorKind, WriterError, WriterState};
+pub use model::ids::{SpanId, TraceId};
+pub use model::inputs::{
+    ChatMessage, ChunkMetrics, Citation, DocumentChunkMetrics, DocumentEmbedMetrics, DocumentEvent,
+    DocumentMetrics, DocumentParseMetrics, EmbeddingMetrics, IndexMetrics, LlmCall, LlmMetrics,
+    Outcome, ParseMetrics, RetrievalMetrics, Source, SpanEnd, SpanMetrics, TraceTotals,
+};
+pub use model::kinds::{
+    ChatRole, DocumentEventStatus, DocumentEventType, OperationType, SpanType, Status,
+};
+pub use model::money::micros_to_decimal;
+pub use model::prices::PriceTable;
+pub use model::sanitize::{JSON_TOO_DEEP, TextLimits};
+pub use model::stats::Stats;
 pub use partitions::{PartitionPolicy, PartitionStep};
-pub use prices::PriceTable;
-pub use provider::{
-    ChatMessage, DocumentEvent, LlmCall, ObservabilityProvider, PostgresProvider, SpanEnd,
-    TraceTotals,
-};
-pub use queue::Stats;
-pub use record::{
-    ChatRole, ChunkMetrics, Citation, DocumentChunkMetrics, DocumentEmbedMetrics,
-    DocumentEventStatus, DocumentEventType, DocumentMetrics, DocumentParseMetrics,
-    EmbeddingMetrics, IndexMetrics, LlmMetrics, OperationType, Outcome, ParseMetrics,
-    RetrievalMetrics, Source, SpanMetrics, SpanType, Status, micros_to_decimal,
-};
 pub use rust_decimal::Decimal;
+pub use uuid::Uuid;
 
 /// The README's Rust examples, compiled as doctests (`cargo test --doc`) so they stay true.
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;
-pub use uuid::Uuid;
 #[doc(hidden)]
 pub use writer::nodelay::tcp_nodelay_of;

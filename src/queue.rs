@@ -1,5 +1,5 @@
-//! The bounded queue between the application's threads and the writer, and the counters
-//! behind [`Stats`].
+//! The bounded queue between the application's threads and the writer, the counters behind
+//! [`Stats`], and the mark of the writer's own threads (which the layer ignores).
 //!
 //! Enqueueing never waits: a record that does not fit (too many records, or too many bytes) is
 //! counted as dropped and the caller goes on. The writer logs drops, rate-limited, from its own
@@ -8,13 +8,14 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Instant, SystemTime};
+use std::time::Instant;
 
 use crossbeam_channel::{Sender, TrySendError};
 use crossbeam_utils::CachePadded;
 
-use crate::health::{Health, WriterError, WriterState};
-use crate::record::{Queued, Record};
+use crate::model::health::Health;
+use crate::model::record::{Queued, Record};
+use crate::model::stats::Stats;
 
 /// Memory a queued record takes besides its own bytes: its slot in the channel and the
 /// allocator's headers and rounding of its few allocations. Counted so the byte cap bounds
@@ -43,62 +44,6 @@ pub(crate) struct Counters {
     pub health: Mutex<Health>,
     /// Why the last record was rejected; the writer logs it with the count.
     pub last_rejection: Mutex<Option<&'static str>>,
-}
-
-/// A snapshot of the writer's counters, from [`stats`](crate::PostgresLayer::stats).
-///
-/// Every record a handle was given ends in exactly one of: `written`, `dropped_full`,
-/// `dropped_closed`, `dropped_unwritten`, `rejected` or `refused`; the rest are still queued or
-/// being written (`pending()`).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct Stats {
-    /// Records accepted into the queue.
-    pub enqueued: u64,
-    /// Records written to the database (a span's start and end merged into one row count 2).
-    pub written: u64,
-    /// Records dropped because the queue was full (by count or by bytes).
-    pub dropped_full: u64,
-    /// Records dropped because the writer had shut down.
-    pub dropped_closed: u64,
-    /// Records still unwritten when a shutdown's deadline passed.
-    pub dropped_unwritten: u64,
-    /// Records refused before queueing because they were invalid (for example a chat message
-    /// without session, user and kb ids), each with a logged reason.
-    pub rejected: u64,
-    /// Records the database refused (each isolated from its batch, counted and logged).
-    pub refused: u64,
-    /// Write attempts retried after a transient error.
-    pub retries: u64,
-    /// Batches written.
-    pub batches: u64,
-    /// Bytes (approximate) of the records queued or being written.
-    pub queued_bytes: usize,
-    /// Whether the writer's last attempt reached the database: `state` is
-    /// [`WriterState::Writing`].
-    pub connected: bool,
-    /// What the writer is doing now: connecting, writing, retrying (since when, how many
-    /// attempts) or stopped.
-    pub state: WriterState,
-    /// Why the writer is not writing, while it retries: the kind of failure, the server's
-    /// message and the fix. Cleared when writing resumes (see `recovered_at`). Otherwise the
-    /// reason the database gave for the last refused row, if any.
-    pub last_error: Option<WriterError>,
-    /// When writing last resumed after a failure.
-    pub recovered_at: Option<SystemTime>,
-}
-
-impl Stats {
-    /// Records accepted and not yet written, dropped or refused.
-    pub fn pending(&self) -> u64 {
-        self.enqueued
-            .saturating_sub(self.written + self.dropped_unwritten + self.refused)
-    }
-
-    /// Every record dropped, for whatever reason.
-    pub fn dropped(&self) -> u64 {
-        self.dropped_full + self.dropped_closed + self.dropped_unwritten
-    }
 }
 
 impl Counters {
@@ -133,41 +78,10 @@ pub(crate) struct Shared {
     pub counters: Counters,
     /// Set once a shutdown began: the writer stops retrying when this instant passes.
     pub shutdown_deadline: OnceLock<Instant>,
-    /// The layer's options and the text limits, set when a layer is built: the writer maps
-    /// the layer's raw spans to rows with them.
-    pub layer: OnceLock<(Arc<crate::layer::LayerConfig>, crate::sanitize::TextLimits)>,
-    /// The text limits, for the rows the writer maps.
-    pub limits: crate::sanitize::TextLimits,
     /// How long a batch's first write attempt has been taking (a moving average, in µs): the
     /// writer starts a batch that much before its flush interval ends, so its rows are
     /// visible within about the interval.
     pub write_micros: std::sync::atomic::AtomicU64,
-}
-
-impl Shared {
-    /// Maps a raw span of the layer or a raw LLM call to its row; other records pass
-    /// unchanged.
-    pub fn finish(&self, record: Record) -> Record {
-        match record {
-            Record::Raw(raw) => {
-                // Raw spans come only from a layer, which sets its options first.
-                let default;
-                let (config, limits) = match self.layer.get() {
-                    Some((config, limits)) => (&**config, limits),
-                    None => {
-                        default = Default::default();
-                        (&default, &self.limits)
-                    }
-                };
-                let row = crate::layer::finish_span(config, limits, raw.into_raw());
-                Record::Span(Box::new(row))
-            }
-            Record::Llm(raw) => {
-                Record::Span(Box::new(crate::provider::finish_llm(&self.limits, *raw)))
-            }
-            other => other,
-        }
-    }
 }
 
 /// The sending side of the queue, held by the layer, the provider and the guard.
@@ -224,4 +138,20 @@ impl Queue {
             *g = Some(reason);
         }
     }
+}
+
+thread_local! {
+    /// Set on the writer's threads: the layer ignores every span and event there, so the
+    /// writer's own work (sqlx's, tokio's) never becomes rows or re-enters the queue.
+    static WRITER_THREAD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Whether this thread is one of the writer's.
+pub(crate) fn on_writer_thread() -> bool {
+    WRITER_THREAD.with(std::cell::Cell::get)
+}
+
+/// Marks this thread as one of the writer's.
+pub(crate) fn mark_writer_thread() {
+    WRITER_THREAD.with(|w| w.set(true));
 }

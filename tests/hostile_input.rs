@@ -73,8 +73,8 @@ use serde_json::{Value, json};
 use sqlx::postgres::PgRow;
 use sqlx::{PgPool, Row};
 use tracing::Dispatch;
-use tracing_postgres::sanitize::{JSON_TOO_DEEP, TextLimits};
 use tracing_postgres::*;
+use tracing_postgres::{JSON_TOO_DEEP, TextLimits};
 use tracing_subscriber::prelude::*;
 use uuid::Uuid;
 

@@ -331,7 +331,7 @@ async fn rows_written_before_partitioning_survive_the_migration_into_their_days(
         tracing_postgres::MIGRATOR.iter().take(1).cloned().collect(),
     );
     first.create_schema("observability");
-    first.dangerous_set_table_name(tracing_postgres::migrate::HISTORY_TABLE);
+    first.dangerous_set_table_name(tracing_postgres::migrations::HISTORY_TABLE);
     first.run(&db.pool).await.unwrap();
     let trace = uuid::Uuid::now_v7();
     sqlx::query(
@@ -649,7 +649,7 @@ async fn an_existing_schema_keeps_its_w3c_ids_and_gets_the_new_span_indexes() {
             .collect(),
     );
     before.create_schema("observability");
-    before.dangerous_set_table_name(tracing_postgres::migrate::HISTORY_TABLE);
+    before.dangerous_set_table_name(tracing_postgres::migrations::HISTORY_TABLE);
     before.run(&db.pool).await.unwrap();
     partitions::create_ahead(&db.pool, &PartitionPolicy::default())
         .await

@@ -72,6 +72,6 @@ fn database_down_logs_a_rate_limited_warning_without_the_password() {
     assert!(!text.contains("hunter2"), "{text}");
     assert!(!format!("{guard:?} {p:?}").contains("hunter2"));
     let report = guard.shutdown(Duration::from_millis(200));
-    assert_eq!(report.dropped, 100);
-    assert_eq!(report.rejected, 1);
+    assert_eq!(report.dropped(), 100);
+    assert_eq!(report.stats.rejected, 1);
 }

@@ -72,7 +72,7 @@ async fn thirty_two_concurrent_tasks_lose_nothing() {
     }
     let report = guard.shutdown(Duration::from_secs(60));
     assert!(report.complete, "{report:?}");
-    assert_eq!(report.dropped, 0);
+    assert_eq!(report.dropped(), 0);
     assert_eq!(count(&db.pool, "spans").await, 32 * 250);
     assert_eq!(count(&db.pool, "traces").await, 32);
     assert_eq!(count(&db.pool, "chat_messages").await, 32);
@@ -252,8 +252,8 @@ async fn server_stopped_then_restarted_loses_nothing() {
     cluster.start_server();
     let report = guard.shutdown(Duration::from_secs(60));
     assert!(report.complete, "{report:?}");
-    assert_eq!(report.written, 5_001);
-    assert_eq!(report.dropped, 0);
+    assert_eq!(report.written(), 5_001);
+    assert_eq!(report.dropped(), 0);
     let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
     assert_eq!(count(&pool, "spans").await, 5_001);
     let distinct: i64 =
@@ -285,8 +285,8 @@ fn no_server_at_all_never_blocks_and_reports_drops() {
     let p = Arc::new(p);
     let report = guard.shutdown(Duration::from_millis(500));
     assert!(!report.complete);
-    assert_eq!(report.written, 0);
-    assert_eq!(report.dropped, 1000);
+    assert_eq!(report.written(), 0);
+    assert_eq!(report.dropped(), 1000);
     assert!(report.stats.retries > 0);
     let err = report
         .stats
@@ -323,7 +323,7 @@ async fn a_full_queue_drops_and_counts_exactly() {
     assert!(s.enqueued <= 1_000 + 100 * (3 + 1), "{s:?}");
     assert!(s.dropped_full >= 3_600, "{s:?}");
     let report = guard.shutdown(Duration::from_millis(300));
-    assert_eq!(report.written + report.dropped, 5_000);
+    assert_eq!(report.written() + report.dropped(), 5_000);
 }
 
 #[tokio::test]

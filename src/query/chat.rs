@@ -7,9 +7,8 @@ use serde_json::Value;
 use sqlx::{AssertSqlSafe, PgExecutor};
 use uuid::Uuid;
 
-use super::select_list;
-use crate::record::ChatMessageRow;
-use crate::writer::copy::CopyRow;
+use super::sql::select_list;
+use crate::schema;
 
 /// A stored chat message.
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
@@ -48,7 +47,7 @@ pub struct Message {
 }
 
 static SELECT: LazyLock<String> =
-    LazyLock::new(|| select_list(ChatMessageRow::COLUMNS, &["created_at"], &[]));
+    LazyLock::new(|| select_list(schema::CHAT_MESSAGE_COLUMNS, &["created_at"], &[]));
 
 /// The messages of a chat session in turn order (messages without a turn number last, by
 /// time), with their sources and citations.

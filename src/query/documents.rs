@@ -7,9 +7,8 @@ use serde_json::Value;
 use sqlx::{AssertSqlSafe, PgExecutor};
 use uuid::Uuid;
 
-use super::select_list;
-use crate::record::DocumentEventRow;
-use crate::writer::copy::CopyRow;
+use super::sql::select_list;
+use crate::schema;
 
 /// A stored step of a document's ingestion.
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
@@ -69,7 +68,7 @@ pub struct DocumentStep {
 
 static SELECT: LazyLock<String> = LazyLock::new(|| {
     select_list(
-        DocumentEventRow::COLUMNS,
+        schema::DOCUMENT_EVENT_COLUMNS,
         &["started_at", "completed_at"],
         &[],
     )

@@ -9,9 +9,8 @@ use serde_json::Value;
 use sqlx::{Acquire, AssertSqlSafe, PgExecutor, Postgres, QueryBuilder};
 use uuid::Uuid;
 
-use super::{contains_pattern, select_list};
-use crate::record::{SpanRow, TraceRow};
-use crate::writer::copy::CopyRow;
+use super::sql::{contains_pattern, select_list};
+use crate::schema;
 
 /// A stored trace.
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
@@ -146,13 +145,18 @@ impl Span {
 /// `Uuid` read back has them).
 static TRACE_SELECT: LazyLock<String> = LazyLock::new(|| {
     select_list(
-        TraceRow::COLUMNS,
+        schema::TRACE_COLUMNS,
         &["started_at", "ended_at"],
         &["trace_id"],
     )
 });
-static SPAN_SELECT: LazyLock<String> =
-    LazyLock::new(|| select_list(SpanRow::COLUMNS, &["started_at", "ended_at"], &["span_id"]));
+static SPAN_SELECT: LazyLock<String> = LazyLock::new(|| {
+    select_list(
+        schema::SPAN_COLUMNS,
+        &["started_at", "ended_at"],
+        &["span_id"],
+    )
+});
 
 /// A trace and its spans.
 #[derive(Debug, Clone, PartialEq)]

@@ -5,10 +5,10 @@ use std::collections::HashMap;
 
 use uuid::Uuid;
 
-use super::copy::{CopyEncoder, CopyRow};
-use super::tables::SHORT_SPAN_COLUMNS;
-use crate::queue::Shared;
-use crate::record::{ChatMessageRow, DocumentEventRow, Record, SpanRow, TraceRow};
+use super::pg::encoded::EncodedSpans;
+use crate::map::{self, MapConfig, Mapped};
+use crate::model::record::Record;
+use crate::model::rows::{ChatMessageRow, DocumentEventRow, SpanRow, TraceRow};
 
 /// One row of a batch.
 #[derive(Debug)]
@@ -64,42 +64,23 @@ impl Batch {
         }
     }
 
-    /// Adds a record taken from the queue; a raw span of the layer is encoded at once with
-    /// `shared`'s layer options (or mapped to its row, when its start went out on its own).
-    pub fn push(&mut self, record: Record, bytes: usize, shared: &Shared) {
+    /// Adds a record taken from the queue, mapped to its rows: a closed span that no other
+    /// batch can have written is encoded for `COPY` at once.
+    pub fn push(&mut self, record: Record, bytes: usize, config: &MapConfig) {
         self.records += 1;
         self.bytes += bytes;
-        match (record, shared.layer.get()) {
-            (Record::Raw(raw), Some((config, limits))) if !config.span_starts => {
-                crate::layer::encode_raw_span(
-                    &mut self.encoded_spans,
-                    config,
-                    limits,
-                    raw.into_raw(),
-                );
-            }
-            (Record::Llm(raw), _) => {
-                let row = crate::provider::finish_llm(&shared.limits, *raw);
-                self.encoded_spans
-                    .push(&row, |enc| enc.jsonb(&row.metadata, "{}"));
-            }
-            (row, _) => self.push_row(row, shared),
-        }
-    }
-
-    fn push_row(&mut self, record: Record, shared: &Shared) {
-        match record {
-            Record::Trace(row) => merge(&mut self.traces, &mut self.trace_rows, row, |r| {
+        match map::map(config, record) {
+            Mapped::Closed(span) => self
+                .encoded_spans
+                .push(&span.row, |buf| span.write_metadata(buf)),
+            Mapped::Trace(row) => merge(&mut self.traces, &mut self.trace_rows, row, |r| {
                 (r.id, r.is_start(), r.start_sent)
             }),
-            Record::Span(row) => merge(&mut self.spans, &mut self.span_rows, row, |r| {
+            Mapped::Span(row) => merge(&mut self.spans, &mut self.span_rows, row, |r| {
                 (r.id, r.is_start(), r.start_sent)
             }),
-            Record::Chat(row) => self.chats.push(Entry::new(row, true)),
-            Record::Document(row) => self.docs.push(Entry::new(row, true)),
-            // A raw span not encoded at once (its start went out on its own): mapped to its
-            // row, by the one mapping every raw record goes through.
-            raw @ (Record::Raw(_) | Record::Llm(_)) => self.push_row(shared.finish(raw), shared),
+            Mapped::Chat(row) => self.chats.push(Entry::new(row, true)),
+            Mapped::Document(row) => self.docs.push(Entry::new(row, true)),
         }
     }
 
@@ -182,191 +163,5 @@ fn merge<T>(
             let fresh = !is_start && !start_sent;
             rows.push(Entry::new(row, fresh));
         }
-    }
-}
-
-/// Span rows encoded for binary `COPY`, in two streams by the columns they hold: a row whose
-/// type-specific columns are all NULL goes with [`SHORT_SPAN_COLUMNS`] only.
-#[derive(Debug, Default)]
-pub(crate) struct EncodedSpans {
-    /// Rows of [`SHORT_SPAN_COLUMNS`].
-    pub short: Encoded,
-    /// Rows of every column.
-    pub full: Encoded,
-}
-
-impl EncodedSpans {
-    /// Room for `rows` short rows (most spans) without growing; full rows grow their own.
-    pub fn with_capacity(rows: usize) -> Self {
-        Self {
-            short: Encoded::with_capacity(rows),
-            full: Encoded::with_capacity(rows / 8),
-        }
-    }
-
-    /// Appends a span's row to the stream of the columns it needs; `metadata` writes its
-    /// last field, `metadata`.
-    pub fn push(&mut self, row: &SpanRow, metadata: impl FnOnce(&mut CopyEncoder)) {
-        let short = row.is_short();
-        let (stream, fields) = if short {
-            (&mut self.short, SHORT_SPAN_COLUMNS.len())
-        } else {
-            (&mut self.full, SpanRow::COLUMNS.len())
-        };
-        stream.push(|enc| {
-            enc.begin_row_of(fields);
-            row.encode_common(enc);
-            if !short {
-                row.encode_specific(enc);
-            }
-            metadata(enc);
-        });
-    }
-
-    /// Rows held.
-    pub fn rows(&self) -> usize {
-        self.short.rows() + self.full.rows()
-    }
-
-    /// Takes the first `n` rows (or all there are) out of these: short rows first.
-    pub fn split_first(&mut self, n: usize) -> EncodedSpans {
-        let short = self.short.split_first(n);
-        let full = self.full.split_first(n - short.rows());
-        EncodedSpans { short, full }
-    }
-}
-
-/// Rows encoded for binary `COPY` (without the stream's header and trailer), and where each
-/// starts, so a batch can still be split row by row.
-#[derive(Debug, Default)]
-pub(crate) struct Encoded {
-    bytes: Vec<u8>,
-    starts: Vec<usize>,
-}
-
-impl Encoded {
-    /// Room for `rows` rows of a typical span (about 256 bytes) without growing.
-    pub fn with_capacity(rows: usize) -> Self {
-        Self {
-            bytes: Vec::with_capacity(rows.saturating_mul(256)),
-            starts: Vec::with_capacity(rows),
-        }
-    }
-
-    /// Appends one row, written by `encode`.
-    pub fn push(&mut self, encode: impl FnOnce(&mut CopyEncoder)) {
-        let mut enc = CopyEncoder::bare_from(std::mem::take(&mut self.bytes));
-        self.starts.push(enc.len());
-        encode(&mut enc);
-        self.bytes = enc.into_bytes();
-    }
-
-    /// Rows held.
-    pub fn rows(&self) -> usize {
-        self.starts.len()
-    }
-
-    /// The rows' bytes.
-    pub fn bytes(&self) -> &[u8] {
-        &self.bytes
-    }
-
-    /// Takes the first `n` rows (or all there are) out of these.
-    pub fn split_first(&mut self, n: usize) -> Encoded {
-        if n >= self.starts.len() {
-            return std::mem::take(self);
-        }
-        let cut = self.starts[n];
-        let rest = self.bytes.split_off(cut);
-        let first = Encoded {
-            bytes: std::mem::replace(&mut self.bytes, rest),
-            starts: self.starts.drain(..n).collect(),
-        };
-        for s in &mut self.starts {
-            *s -= cut;
-        }
-        first
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use serde_json::Value;
-
-    use super::*;
-    use crate::record::Status;
-
-    fn plain() -> SpanRow {
-        SpanRow {
-            id: Uuid::now_v7(),
-            name: "handle".into(),
-            span_type: "internal".into(),
-            status: Some(Status::Success),
-            ..SpanRow::default()
-        }
-    }
-
-    /// The field count of each row, walking the rows' fields to the last byte.
-    fn field_counts(rows: &Encoded) -> Vec<usize> {
-        let b = rows.bytes();
-        let (mut at, mut counts) = (0, Vec::new());
-        while at < b.len() {
-            let n = i16::from_be_bytes([b[at], b[at + 1]]) as usize;
-            at += 2;
-            for _ in 0..n {
-                let len = i32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]);
-                at += 4 + usize::try_from(len).unwrap_or(0);
-            }
-            counts.push(n);
-        }
-        assert_eq!(at, b.len());
-        counts
-    }
-
-    #[test]
-    fn the_short_columns_are_the_first_of_a_span_row_and_its_metadata() {
-        // A short row is the full row's first fields, then its metadata.
-        let n = SHORT_SPAN_COLUMNS.len() - 1;
-        assert_eq!(SHORT_SPAN_COLUMNS[..n], SpanRow::COLUMNS[..n]);
-        assert_eq!(SHORT_SPAN_COLUMNS.last(), Some(&"metadata"));
-        assert_eq!(SpanRow::COLUMNS.last(), Some(&"metadata"));
-    }
-
-    #[test]
-    fn a_span_without_type_specific_values_is_encoded_with_the_short_columns_only() {
-        let mut spans = EncodedSpans::with_capacity(4);
-        let rows = [
-            plain(),
-            SpanRow {
-                model: Some("m".into()),
-                ..plain()
-            },
-            plain(),
-            SpanRow {
-                error_message: Some("boom".into()),
-                ..plain()
-            },
-            SpanRow {
-                cost_micros: Some(1),
-                ..plain()
-            },
-            SpanRow {
-                output_preview: Some("out".into()),
-                ..plain()
-            },
-        ];
-        for row in &rows {
-            spans.push(row, |enc| enc.jsonb(&Value::Null, "{}"));
-        }
-        assert_eq!(field_counts(&spans.short), [SHORT_SPAN_COLUMNS.len(); 2]);
-        assert_eq!(field_counts(&spans.full), [SpanRow::COLUMNS.len(); 4]);
-        assert_eq!(spans.rows(), 6);
-
-        // Split: short rows first.
-        let first = spans.split_first(3);
-        assert_eq!((first.short.rows(), first.full.rows()), (2, 1));
-        assert_eq!((spans.short.rows(), spans.full.rows()), (0, 3));
-        assert_eq!(field_counts(&spans.full), [SpanRow::COLUMNS.len(); 3]);
-        assert_eq!(field_counts(&first.full), [SpanRow::COLUMNS.len()]);
     }
 }

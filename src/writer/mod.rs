@@ -6,17 +6,15 @@
 //! that shutting it down never needs the application's runtime (whose shutdown has deadlocked
 //! many users of exporters that borrowed it).
 
-pub(crate) mod batch;
-pub(crate) mod copy;
+mod batch;
 mod cores;
 pub(crate) mod nodelay;
+pub(crate) mod pg;
+mod priority;
 mod probe;
 mod report;
-mod sink;
-pub(crate) mod tables;
 mod upkeep;
 
-use std::cell::Cell;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
@@ -26,69 +24,20 @@ use crossbeam_channel::{Receiver, Sender, select};
 use sqlx::ConnectOptions;
 use sqlx::postgres::PgConnectOptions;
 
-use crate::partitions::PartitionPolicy;
-use crate::queue::Shared;
-use crate::record::Queued;
 use batch::Batch;
 use cores::{CoreBudget, WriterCpu};
+use pg::sink::{Failure, Link, Mode};
+use priority::{set_nice, writer_nice};
 use report::Reporter;
 pub(crate) use report::StateCallback;
-use sink::{Failure, Link, Mode};
 
-thread_local! {
-    /// Set on the writer's threads: the layer ignores every span and event there, so the
-    /// writer's own work (sqlx's, tokio's) never becomes rows or re-enters the queue.
-    static ON_WRITER: Cell<bool> = const { Cell::new(false) };
-}
-
-/// `true` on a thread that belongs to a writer.
-pub(crate) fn on_writer_thread() -> bool {
-    ON_WRITER.with(Cell::get)
-}
-
-/// Marks the current thread as a writer's.
-pub(crate) fn mark_writer_thread() {
-    ON_WRITER.with(|f| f.set(true));
-}
+use crate::map::MapConfig;
+use crate::model::record::Queued;
+use crate::partitions::PartitionPolicy;
+use crate::queue::{Shared, mark_writer_thread};
 
 /// A batch is split across connections only when each part gets at least this many rows.
 const MIN_ROWS_PER_CONNECTION: usize = 1_500;
-
-/// How much lower than the application's threads the writer's run (Linux `nice` steps).
-const WRITER_NICE: i32 = 10;
-
-/// The nice value the writer's threads take: the calling (application's) thread's plus
-/// [`WRITER_NICE`], or `None` to leave them at the application's.
-///
-/// Computed once, on the thread that starts the writer: threads inherit their creator's nice
-/// value on Linux, so a per-thread "current plus 10" would lower the threads the writer starts
-/// twice.
-fn writer_nice(lower: bool) -> Option<i32> {
-    if !lower {
-        return None;
-    }
-    #[cfg(target_os = "linux")]
-    {
-        // SAFETY: `gettid` and `getpriority` take plain integers and touch no memory of ours.
-        let now = unsafe { libc::getpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t) };
-        Some(now.saturating_add(WRITER_NICE).min(19))
-    }
-    #[cfg(not(target_os = "linux"))]
-    None
-}
-
-/// Sets the current thread's nice value (see [`writer_nice`]): on a busy machine the writer's
-/// work waits for the application's threads rather than taking their cores (the queue buffers
-/// meanwhile). Best effort: where it is not supported or not allowed, nothing changes.
-fn set_nice(nice: Option<i32>) {
-    let Some(_nice) = nice else { return };
-    #[cfg(target_os = "linux")]
-    // SAFETY: `gettid` and `setpriority` take plain integers and touch no memory of ours; on
-    // Linux, `PRIO_PROCESS` with a thread id sets that one thread's nice value.
-    unsafe {
-        let _ = libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, _nice);
-    }
-}
 
 /// First pause after a transient failure; doubled each time up to [`MAX_BACKOFF`].
 const INITIAL_BACKOFF: Duration = Duration::from_millis(50);
@@ -99,6 +48,8 @@ const WARN_EVERY: Duration = Duration::from_secs(10);
 /// What the writer needs to run.
 pub(crate) struct WriterConfig {
     pub connect: PgConnectOptions,
+    /// How queued records become rows.
+    pub map: Arc<MapConfig>,
     pub connections: u32,
     pub batch_size: usize,
     pub partitions: PartitionPolicy,
@@ -211,6 +162,7 @@ pub(crate) fn spawn(
                 work: Some(work),
                 in_flight,
                 shared,
+                map: Arc::clone(&config.map),
                 batch: Batch::with_capacity(config.batch_size.max(1)),
                 batch_size: config.batch_size.max(1),
                 budget: CoreBudget::new(config.lower_priority, links.len()),
@@ -454,6 +406,8 @@ struct Writer {
     work: Option<Sender<Batch>>,
     in_flight: Arc<InFlight>,
     shared: Arc<Shared>,
+    /// How the records taken become rows.
+    map: Arc<MapConfig>,
     batch: Batch,
     batch_size: usize,
     /// How many of the connection threads running may write at once (see [`cores`]); its
@@ -550,7 +504,7 @@ impl Writer {
         if self.batch.records == 0 {
             self.batch_since = self.empty_at;
         }
-        self.batch.push(record, bytes, &self.shared);
+        self.batch.push(record, bytes, &self.map);
     }
 
     /// Takes what is already queued, up to a full batch, without waiting.
@@ -712,7 +666,7 @@ async fn write(
         };
         // Only batches written at the first attempt feed the average.
         first = false;
-        let failure = sink::classify(&err);
+        let failure = pg::sink::classify(&err);
         let error = reporter.write_error(&err, failure == Failure::Refused);
         if failure == Failure::Refused {
             reporter.refused(error.clone());

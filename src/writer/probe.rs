@@ -5,8 +5,9 @@
 
 use sqlx::PgConnection;
 
-use crate::health::{ErrorKind, WriterError};
-use crate::migrate::{TABLE_PRIVILEGES, TABLES, latest_migration};
+use crate::migrations::latest_migration;
+use crate::model::health::{ErrorKind, WriterError};
+use crate::schema::{TABLE_PRIVILEGES, TABLES};
 
 /// What the catalog says of the schema, for the writer's role.
 #[derive(Debug, sqlx::FromRow)]

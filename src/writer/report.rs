@@ -11,8 +11,9 @@ use std::time::SystemTime;
 
 use crossbeam_channel::{Receiver, Sender};
 
-use crate::health::{ErrorKind, WriterError, WriterState};
-use crate::queue::{Shared, Stats};
+use crate::model::health::{ErrorKind, WriterError, WriterState};
+use crate::model::stats::Stats;
+use crate::queue::{Shared, mark_writer_thread};
 
 /// The application's callback for state changes.
 pub(crate) type StateCallback = Arc<dyn Fn(&Stats) + Send + Sync>;
@@ -196,7 +197,7 @@ fn spawn_notifier(shared: Arc<Shared>, callback: StateCallback) -> Option<Sender
         .name("tracing-postgres-state".into())
         .spawn(move || {
             // Events the callback emits are not recorded by the layer (like the writer's own).
-            super::mark_writer_thread();
+            mark_writer_thread();
             notify(&shared, &callback, &woken);
         });
     match started {

@@ -36,8 +36,8 @@ pub(super) fn spawn(
     let started = std::thread::Builder::new()
         .name("tracing-postgres-upkeep".into())
         .spawn(move || {
-            super::mark_writer_thread();
-            super::set_nice(nice);
+            crate::queue::mark_writer_thread();
+            super::priority::set_nice(nice);
             let runtime = match tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()

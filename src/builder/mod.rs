@@ -2,23 +2,24 @@
 
 use std::str::FromStr;
 use std::sync::Arc;
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crossbeam_channel::Sender;
 use sqlx::PgPool;
 use sqlx::postgres::PgConnectOptions;
 
-use crate::handle::Handle;
-use crate::layer::{LayerConfig, PostgresLayer};
+mod guard;
+
+pub use guard::{ShutdownReport, WriterGuard};
+
+use crate::capture::{Handle, LayerConfig, PostgresLayer, PostgresProvider};
+use crate::map::MapConfig;
+use crate::map::privacy::{Privacy, TextKind};
+use crate::model::prices::PriceTable;
+use crate::model::sanitize::TextLimits;
+use crate::model::stats::Stats;
 use crate::partitions::PartitionPolicy;
-use crate::prices::PriceTable;
-use crate::privacy::{Privacy, TextKind};
-use crate::provider::PostgresProvider;
-use crate::queue::{Queue, Shared, Stats};
-use crate::record::Queued;
-use crate::sanitize::TextLimits;
-use crate::writer::{self, Control, WriterConfig};
+use crate::queue::{Queue, Shared};
+use crate::writer::{self, WriterConfig};
 
 /// Where the writer connects.
 #[derive(Debug, Clone)]
@@ -51,7 +52,7 @@ pub struct Builder {
     batch_size: usize,
     flush_interval: Duration,
     connections: u32,
-    limits: TextLimits,
+    map: MapConfig,
     shutdown_timeout: Duration,
     layer: LayerConfig,
     privacy: Privacy,
@@ -80,7 +81,7 @@ impl std::fmt::Debug for Builder {
             .field("batch_size", &self.batch_size)
             .field("flush_interval", &self.flush_interval)
             .field("connections", &self.connections)
-            .field("limits", &self.limits)
+            .field("limits", &self.map.limits)
             .field("shutdown_timeout", &self.shutdown_timeout)
             .field("privacy", &self.privacy)
             .field("partitions", &self.partitions)
@@ -195,7 +196,7 @@ impl Builder {
             batch_size: DEFAULT_BATCH_SIZE,
             flush_interval: DEFAULT_FLUSH_INTERVAL,
             connections: 3,
-            limits: TextLimits::default(),
+            map: MapConfig::default(),
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
             layer: LayerConfig::default(),
             privacy: Privacy::default(),
@@ -243,7 +244,7 @@ impl Builder {
 
     /// Text limits (error messages, previews, labels, JSON depth).
     pub fn text_limits(mut self, limits: TextLimits) -> Self {
-        self.limits = limits;
+        self.map.limits = limits;
         self
     }
 
@@ -284,7 +285,7 @@ impl Builder {
 
     /// Prices used by the layer to compute the cost of spans that report tokens but no cost.
     pub fn prices(mut self, prices: PriceTable) -> Self {
-        self.layer.prices = prices;
+        self.map.prices = prices;
         self
     }
 
@@ -307,7 +308,7 @@ impl Builder {
     /// visible before they end. Root spans (traces) always are. Off by default: it doubles the
     /// records of short spans, which are merged into one row anyway.
     pub fn span_starts(mut self, on: bool) -> Self {
-        self.layer.span_starts = on;
+        self.map.span_starts = on;
         self
     }
 
@@ -368,16 +369,7 @@ impl Builder {
     /// guard.
     pub fn build_layer(self) -> Result<(PostgresLayer, WriterGuard), BuildError> {
         let config = Arc::new(self.layer.clone());
-        let limits = self.limits;
         let (provider, guard) = self.build()?;
-        // Set before the layer exists, so every raw span it queues finds it; a guard's writer
-        // serves one layer (build_layer consumes the builder).
-        let _ = provider
-            .handle
-            .queue
-            .shared
-            .layer
-            .set((Arc::clone(&config), limits));
         Ok((PostgresLayer::new(provider, config), guard))
     }
 
@@ -397,12 +389,11 @@ impl Builder {
         let role = connect.get_username().to_owned();
         let (tx, rx) = crossbeam_channel::bounded(self.queue_capacity);
         let (control_tx, control_rx) = crossbeam_channel::unbounded();
-        let shared = Arc::new(Shared {
-            limits: self.limits,
-            ..Shared::default()
-        });
+        let shared = Arc::new(Shared::default());
+        let map = Arc::new(self.map);
         let config = WriterConfig {
             connect,
+            map: Arc::clone(&map),
             connections: self.connections,
             batch_size: self.batch_size,
             flush_interval: self.flush_interval,
@@ -417,122 +408,13 @@ impl Builder {
         let keep_open = tx.clone();
         let handle = Arc::new(Handle {
             queue: Queue::new(tx, self.max_queue_bytes, Arc::clone(&shared)),
-            limits: self.limits,
+            map,
             privacy: self.privacy,
         });
-        let guard = WriterGuard {
-            control: control_tx,
-            shared,
-            thread: Some(thread),
-            timeout: self.shutdown_timeout,
-            _keep_open: keep_open,
-        };
+        let guard = WriterGuard::new(control_tx, shared, thread, self.shutdown_timeout, keep_open);
         Ok((PostgresProvider { handle }, guard))
     }
 }
 
-/// What a shutdown wrote and lost.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct ShutdownReport {
-    /// Records written over the writer's life.
-    pub written: u64,
-    /// Records dropped over the writer's life (queue full, after shutdown, or unwritten when
-    /// the deadline passed).
-    pub dropped: u64,
-    /// Records the database refused.
-    pub refused: u64,
-    /// Records rejected before queueing.
-    pub rejected: u64,
-    /// Whether everything queued was written (or refused by the database) before the
-    /// deadline, with nothing left unwritten.
-    pub complete: bool,
-    /// The counters at the end.
-    pub stats: Stats,
-}
-
-/// Keeps the writer running; dropping it writes what is queued (within the builder's shutdown
-/// timeout) and stops the writer.
-///
-/// Bind it to a named variable for the life of the program (`let _guard = ...`): a guard
-/// bound to `_` is dropped at once, and the writer stops before anything is recorded.
-#[derive(Debug)]
-#[must_use = "dropping the guard stops the writer: bind it to a variable such as `_guard`"]
-pub struct WriterGuard {
-    control: Sender<Control>,
-    shared: Arc<Shared>,
-    thread: Option<JoinHandle<()>>,
-    timeout: Duration,
-    /// Keeps the queue open while the guard lives, so the writer outlives every layer and
-    /// provider handle until the guard's flush or shutdown.
-    _keep_open: Sender<Queued>,
-}
-
-impl WriterGuard {
-    /// The writer's counters now.
-    pub fn stats(&self) -> Stats {
-        self.shared.counters.snapshot()
-    }
-
-    /// Writes everything queued before this call, waiting at most `timeout`. Returns `true`
-    /// when it was written (or refused) in time.
-    pub fn flush(&self, timeout: Duration) -> bool {
-        let (done_tx, done_rx) = crossbeam_channel::bounded(1);
-        if self.control.send(Control::Flush(done_tx)).is_err() {
-            return false;
-        }
-        done_rx.recv_timeout(timeout).is_ok()
-    }
-
-    /// Writes everything queued, waiting at most `timeout`, stops the writer and reports what
-    /// was written and what was dropped. Records still unwritten at the deadline are counted
-    /// as dropped.
-    pub fn shutdown(mut self, timeout: Duration) -> ShutdownReport {
-        self.stop(timeout)
-    }
-
-    fn stop(&mut self, timeout: Duration) -> ShutdownReport {
-        let Some(thread) = self.thread.take() else {
-            return self.report(true);
-        };
-        let deadline = Instant::now() + timeout;
-        let _ = self.shared.shutdown_deadline.set(deadline);
-        let (done_tx, done_rx) = crossbeam_channel::bounded(1);
-        let answered = self.control.send(Control::Shutdown(done_tx)).is_ok()
-            // A little past the deadline: the writer gives up on its own at the deadline.
-            && done_rx.recv_timeout(timeout + Duration::from_millis(200)).is_ok();
-        if answered {
-            // The writer answered and is returning; joining cannot wait on the database.
-            let _ = thread.join();
-        }
-        // Otherwise the writer is stuck past its deadline: leave it detached rather than
-        // block the application, and count what it still holds as dropped.
-        self.report(answered)
-    }
-
-    fn report(&self, answered: bool) -> ShutdownReport {
-        let stats = self.shared.counters.snapshot();
-        let unaccounted = stats.pending();
-        ShutdownReport {
-            written: stats.written,
-            dropped: stats.dropped() + unaccounted,
-            refused: stats.refused,
-            rejected: stats.rejected,
-            complete: answered && unaccounted == 0 && stats.dropped_unwritten == 0,
-            stats,
-        }
-    }
-}
-
-impl Drop for WriterGuard {
-    fn drop(&mut self) {
-        if self.thread.is_some() {
-            let timeout = self.timeout;
-            self.stop(timeout);
-        }
-    }
-}
-
 #[cfg(test)]
-#[path = "builder_tests.rs"]
 mod tests;

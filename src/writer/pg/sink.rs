@@ -8,11 +8,10 @@ use std::time::Duration;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgDatabaseError};
 use sqlx::{AssertSqlSafe, Connection};
 
-use super::batch::{Batch, Entry};
 use super::copy::{CopyEncoder, HEADER};
-use super::tables::{
-    SHORT_SPAN_COLUMNS, Table, copy_sql, create_stage_sql, stage_name, upsert_sql,
-};
+use super::tables::{Table, copy_sql, create_stage_sql, stage_name, upsert_sql};
+use crate::schema::SHORT_SPAN_COLUMNS;
+use crate::writer::batch::{Batch, Entry};
 
 /// How a batch is written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,10 +107,10 @@ impl Link {
     pub async fn check(
         &mut self,
         role: &str,
-    ) -> Result<Option<crate::health::WriterError>, sqlx::Error> {
+    ) -> Result<Option<crate::model::health::WriterError>, sqlx::Error> {
         let result = async {
             let conn = self.connection().await?;
-            tokio::time::timeout(ATTEMPT_TIMEOUT, super::probe::check(conn, role))
+            tokio::time::timeout(ATTEMPT_TIMEOUT, crate::writer::probe::check(conn, role))
                 .await
                 .unwrap_or_else(|_| Err(sqlx::Error::PoolTimedOut))
         }
@@ -137,7 +136,7 @@ impl Link {
                 let port = self.options.get_port();
                 let c = tokio::time::timeout(CONNECT_TIMEOUT, async {
                     let mut c = PgConnection::connect_with(&self.options).await?;
-                    super::nodelay::set_nodelay(&mut c, port).await;
+                    crate::writer::nodelay::set_nodelay(&mut c, port).await;
                     Ok::<_, sqlx::Error>(c)
                 })
                 .await

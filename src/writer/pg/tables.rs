@@ -2,7 +2,9 @@
 //! that writes a batch of them.
 
 use super::copy::{CopyEncoder, CopyRow};
-use crate::record::{ChatMessageRow, DocumentEventRow, SpanRow, Status, TraceRow};
+use crate::model::kinds::Status;
+use crate::model::rows::{ChatMessageRow, DocumentEventRow, SpanRow, TraceRow};
+use crate::schema;
 
 /// How rows of a table are reconciled with rows already stored under the same key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,26 +80,7 @@ fn status_text(s: Option<&Status>) -> &str {
 }
 
 impl CopyRow for TraceRow {
-    const COLUMNS: &'static [&'static str] = &[
-        "id",
-        "trace_id",
-        "name",
-        "operation_type",
-        "user_id",
-        "session_id",
-        "kb_id",
-        "started_at",
-        "ended_at",
-        "duration_ms",
-        "status",
-        "error_type",
-        "error_message",
-        "prompt_tokens",
-        "completion_tokens",
-        "total_tokens",
-        "total_cost_usd",
-        "metadata",
-    ];
+    const COLUMNS: &'static [&'static str] = schema::TRACES.columns;
 
     fn encode(&self, e: &mut CopyEncoder) {
         e.uuid(self.id);
@@ -122,70 +105,13 @@ impl CopyRow for TraceRow {
 }
 
 impl Table for TraceRow {
-    const NAME: &'static str = "traces";
-    const KEY: &'static str = "id, started_at";
+    const NAME: &'static str = schema::TRACES.name;
+    const KEY: &'static str = schema::TRACES.key;
     const CONFLICT: Conflict = Conflict::ReplaceInProgress;
 }
 
-/// The columns every span row fills, whatever its type: the first of [`SpanRow::COLUMNS`].
-const SPAN_COMMON_COLUMNS: [&str; 10] = [
-    "id",
-    "trace_id",
-    "parent_span_id",
-    "span_id",
-    "name",
-    "span_type",
-    "started_at",
-    "ended_at",
-    "duration_ms",
-    "status",
-];
-
-/// `a`, then `b`, in an array of `N` entries (their lengths' sum, checked when compiled).
-const fn concat<const A: usize, const B: usize, const N: usize>(
-    a: [&'static str; A],
-    b: [&'static str; B],
-) -> [&'static str; N] {
-    assert!(A + B == N, "N must be the sum of the two lengths");
-    let mut out = [""; N];
-    let mut i = 0;
-    while i < N {
-        out[i] = if i < A { a[i] } else { b[i - A] };
-        i += 1;
-    }
-    out
-}
-
 impl CopyRow for SpanRow {
-    const COLUMNS: &'static [&'static str] = &concat::<10, 24, 34>(
-        SPAN_COMMON_COLUMNS,
-        [
-            "error_type",
-            "error_message",
-            "model",
-            "prompt_tokens",
-            "completion_tokens",
-            "cost_usd",
-            "cost_source",
-            "temperature",
-            "embedding_model",
-            "vector_count",
-            "vector_dimensions",
-            "query_text",
-            "result_count",
-            "top_score",
-            "file_type",
-            "file_size_bytes",
-            "page_count",
-            "chunk_count",
-            "chunk_strategy",
-            "vectors_upserted",
-            "collection_name",
-            "input_preview",
-            "output_preview",
-            "metadata",
-        ],
-    );
+    const COLUMNS: &'static [&'static str] = schema::SPANS.columns;
 
     fn encode(&self, e: &mut CopyEncoder) {
         self.encode_common(e);
@@ -194,17 +120,8 @@ impl CopyRow for SpanRow {
     }
 }
 
-/// The columns of a span row that holds none of the type-specific values (tokens, cost,
-/// retrieval, parsing, previews, error): the span of an ordinary `#[instrument]`ed function.
-/// Such a row is sent with these columns only, so the server does not read 23 NULL fields:
-/// 8.6% fewer of its instructions per row (callgrind, a single-user PostgreSQL 15 backend
-/// copying 100,000 rows of the ingest benchmark). The columns left out have no default, so
-/// they are NULL either way.
-pub(crate) const SHORT_SPAN_COLUMNS: &[&str] =
-    &concat::<10, 1, 11>(SPAN_COMMON_COLUMNS, ["metadata"]);
-
 impl SpanRow {
-    /// Whether every column left out of [`SHORT_SPAN_COLUMNS`] is NULL in this row.
+    /// Whether every column left out of [`SHORT_SPAN_COLUMNS`](schema::SHORT_SPAN_COLUMNS) is NULL in this row.
     pub(crate) fn is_short(&self) -> bool {
         // Every field named, so a column added to the row must be placed here.
         let SpanRow {
@@ -268,7 +185,7 @@ impl SpanRow {
             && output_preview.is_none()
     }
 
-    /// The columns of [`SPAN_COMMON_COLUMNS`], which every span row is sent with.
+    /// The columns of [`SPAN_COMMON_COLUMNS`](schema::SPAN_COMMON_COLUMNS), which every span row is sent with.
     pub(crate) fn encode_common(&self, e: &mut CopyEncoder) {
         e.uuid(self.id);
         e.uuid(self.trace_id);
@@ -282,7 +199,7 @@ impl SpanRow {
         e.text(status_text(self.status.as_ref()));
     }
 
-    /// The type-specific columns, which [`SHORT_SPAN_COLUMNS`] leaves out.
+    /// The type-specific columns, which [`SHORT_SPAN_COLUMNS`](schema::SHORT_SPAN_COLUMNS) leaves out.
     pub(crate) fn encode_specific(&self, e: &mut CopyEncoder) {
         e.opt_text(self.error_type.as_deref());
         e.opt_text(self.error_message.as_deref());
@@ -311,29 +228,13 @@ impl SpanRow {
 }
 
 impl Table for SpanRow {
-    const NAME: &'static str = "spans";
-    const KEY: &'static str = "trace_id, id, started_at";
+    const NAME: &'static str = schema::SPANS.name;
+    const KEY: &'static str = schema::SPANS.key;
     const CONFLICT: Conflict = Conflict::ReplaceInProgress;
 }
 
 impl CopyRow for ChatMessageRow {
-    const COLUMNS: &'static [&'static str] = &[
-        "id",
-        "trace_id",
-        "span_id",
-        "session_id",
-        "user_id",
-        "kb_id",
-        "role",
-        "content",
-        "turn_number",
-        "sources",
-        "citations",
-        "prompt_tokens",
-        "completion_tokens",
-        "response_time_ms",
-        "created_at",
-    ];
+    const COLUMNS: &'static [&'static str] = schema::CHAT_MESSAGES.columns;
 
     fn encode(&self, e: &mut CopyEncoder) {
         e.uuid(self.id);
@@ -355,39 +256,13 @@ impl CopyRow for ChatMessageRow {
 }
 
 impl Table for ChatMessageRow {
-    const NAME: &'static str = "chat_messages";
-    const KEY: &'static str = "trace_id, id, created_at";
+    const NAME: &'static str = schema::CHAT_MESSAGES.name;
+    const KEY: &'static str = schema::CHAT_MESSAGES.key;
     const CONFLICT: Conflict = Conflict::Keep;
 }
 
 impl CopyRow for DocumentEventRow {
-    const COLUMNS: &'static [&'static str] = &[
-        "id",
-        "trace_id",
-        "span_id",
-        "document_id",
-        "kb_id",
-        "event_type",
-        "status",
-        "started_at",
-        "completed_at",
-        "duration_ms",
-        "extracted_pages",
-        "extracted_chars",
-        "tables_found",
-        "images_found",
-        "chunks_created",
-        "avg_chunk_size",
-        "vectors_generated",
-        "embedding_model",
-        "vectors_upserted",
-        "collection_name",
-        "error_type",
-        "error_message",
-        "retryable",
-        "retry_count",
-        "metadata",
-    ];
+    const COLUMNS: &'static [&'static str] = schema::DOCUMENT_EVENTS.columns;
 
     fn encode(&self, e: &mut CopyEncoder) {
         e.uuid(self.id);
@@ -419,7 +294,7 @@ impl CopyRow for DocumentEventRow {
 }
 
 impl Table for DocumentEventRow {
-    const NAME: &'static str = "document_events";
-    const KEY: &'static str = "trace_id, id, started_at";
+    const NAME: &'static str = schema::DOCUMENT_EVENTS.name;
+    const KEY: &'static str = schema::DOCUMENT_EVENTS.key;
     const CONFLICT: Conflict = Conflict::Keep;
 }

@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use crate::record::Record;
-use crate::sanitize::{TextLimits, clean_owned};
+use crate::model::record::Record;
+use crate::model::sanitize::{TextLimits, clean_owned};
 
 /// Stored in `chat_messages.content` when content capture is off.
 pub const NOT_CAPTURED: &str = "[not captured]";
@@ -88,7 +88,7 @@ fn drop_content(record: &mut Record) {
             }
         }
         // Mapped to a span row before the settings are applied (`Handle::push`).
-        Record::Trace(_) | Record::Document(_) | Record::Raw(_) | Record::Llm(_) => {}
+        Record::Trace(_) | Record::Document(_) | Record::Closed(_) | Record::Llm(_) => {}
     }
 }
 
@@ -133,7 +133,7 @@ fn redact(record: &mut Record, r: &Redactor, limits: &TextLimits) {
             json(&mut d.metadata, &text);
         }
         // Mapped to a span row before the settings are applied (`Handle::push`).
-        Record::Raw(_) | Record::Llm(_) => {}
+        Record::Closed(_) | Record::Llm(_) => {}
     }
 }
 

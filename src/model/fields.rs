@@ -11,7 +11,7 @@ use compact_str::{CompactString, ToCompactString};
 use smallvec::SmallVec;
 use tracing::field::{Field, Visit};
 
-use crate::sanitize::{TextLimits, clean_owned, clean_static};
+use super::sanitize::{TextLimits, clean_owned, clean_static};
 
 /// A column (or event role) a field can fill.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,42 +1,14 @@
-//! Unit tests of `layer.rs`.
+//! Unit tests of the metadata's construction.
+
+use serde_json::Value;
+use uuid::Uuid;
 
 use super::*;
-use tracing_subscriber::prelude::*;
 
-/// Spans and events on a writer thread are never recorded: without this guard the writer's
-/// own work would feed the queue it drains.
-#[test]
-fn nothing_is_recorded_on_a_writer_thread() {
-    let (layer, guard) = crate::Builder::new("postgres://nobody@127.0.0.1:1/none")
-        .shutdown_timeout(std::time::Duration::from_millis(50))
-        .build_layer()
-        .expect("valid configuration");
-    let dispatch = Dispatch::new(tracing_subscriber::registry().with(layer.clone()));
-    let on_writer = std::thread::spawn({
-        let dispatch = dispatch.clone();
-        move || {
-            crate::writer::mark_writer_thread();
-            tracing::dispatcher::with_default(&dispatch, || {
-                let _root = tracing::info_span!("writer_work", model = "m").entered();
-                tracing::error!(role = "user", content = "x", "ignored");
-            });
-        }
-    });
-    assert!(on_writer.join().is_ok());
-    assert_eq!(layer.stats().enqueued + layer.stats().dropped_full, 0);
-    // The same work on an application thread is recorded (a start and an end).
-    tracing::dispatcher::with_default(&dispatch, || {
-        let _root = tracing::info_span!("app_work").entered();
-    });
-    assert_eq!(layer.stats().enqueued, 2);
-    drop(guard);
-}
-
-/// The two spellings of a span's metadata, the `Value` built on the caller's thread (privacy
-/// settings) and the JSON text the writer encodes, agree on awkward input.
+/// The two emitters of a span's metadata, the JSON text the writer encodes and the `Value` of a
+/// trace's row (or of a row the privacy settings see), agree on awkward input.
 #[test]
 fn metadata_written_as_text_equals_metadata_built_as_a_value() {
-    use crate::fields::{Fields, Val};
     let limits = TextLimits {
         label: 8,
         content: 12,
@@ -66,11 +38,16 @@ fn metadata_written_as_text_equals_metadata_built_as_a_value() {
     fields.put("kb_id", Val::S(Uuid::nil().to_string().into()));
     let events = vec![serde_json::json!({"message": "slow", "level": "WARN"})];
 
+    let metadata = Metadata {
+        limits: &limits,
+        fields: &fields,
+        events: &events,
+        events_dropped: 2,
+    };
     let mut text = Vec::new();
-    write_metadata(&mut text, &limits, &fields, &events, 2);
+    metadata.write_json(&mut text);
     let written: Value = serde_json::from_slice(&text).expect("valid JSON");
-    let built = metadata(&limits, &mut fields.clone(), events, 2);
-    assert_eq!(written, built);
+    assert_eq!(written, Value::Object(metadata.to_map()));
     assert!(
         written.get("kb_id").is_none(),
         "a UUID kb id has its column"

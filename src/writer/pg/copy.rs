@@ -72,6 +72,7 @@ impl CopyEncoder {
     }
 
     /// Writes the trailer and returns the bytes.
+    #[cfg(feature = "fuzzing")]
     pub fn finish(mut self) -> Vec<u8> {
         self.buf.extend_from_slice(&(-1i16).to_be_bytes());
         self.buf

@@ -6,6 +6,7 @@ use sqlx::PgPool;
 use sqlx::migrate::{MigrateError, Migrator};
 
 use crate::partitions::{self, PartitionPolicy};
+use crate::schema;
 
 /// The migrations as sqlx embeds them from `migrations/`.
 static EMBEDDED: Migrator = sqlx::migrate!("./migrations");
@@ -20,7 +21,7 @@ pub const HISTORY_TABLE: &str = "observability._sqlx_migrations";
 /// Run it from your own migration flow (`MIGRATOR.run(&pool).await`), or call [`migrate`].
 pub static MIGRATOR: LazyLock<Migrator> = LazyLock::new(|| {
     let mut m = Migrator::with_migrations(EMBEDDED.iter().cloned().collect());
-    m.create_schema("observability");
+    m.create_schema(schema::SCHEMA);
     m.dangerous_set_table_name(HISTORY_TABLE);
     m
 });
@@ -39,13 +40,6 @@ pub async fn migrate(pool: &PgPool) -> Result<(), MigrateError> {
         .map_err(MigrateError::Execute)?;
     Ok(())
 }
-
-/// The four tables the writer writes.
-pub(crate) const TABLES: [&str; 4] = ["traces", "spans", "chat_messages", "document_events"];
-
-/// The privileges the writer needs on each of [`TABLES`]: `INSERT`, and `SELECT` and `UPDATE`
-/// for the upsert of its retries (which reads the stored row).
-pub(crate) const TABLE_PRIVILEGES: [&str; 3] = ["SELECT", "INSERT", "UPDATE"];
 
 /// The newest migration this version of the crate has.
 pub(crate) fn latest_migration() -> i64 {

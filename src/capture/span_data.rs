@@ -1,0 +1,130 @@
+//! What the layer keeps about an open span in the registry's extensions ([`SpanData`]), and
+//! the hook ([`WithContext`]) through which explicit calls reach it from a `Dispatch`.
+
+use std::sync::Arc;
+
+use tracing::span::Id;
+use tracing::{Dispatch, Subscriber};
+use tracing_subscriber::registry::LookupSpan;
+use uuid::Uuid;
+
+use super::trace_state::TraceState;
+use crate::map::{Scope, parse_uuid};
+use crate::model::fields::{Fields, Slot};
+use crate::model::record::{CapturedSpan, Rare, SpanHead};
+
+/// What the layer keeps about an open span, in the registry's extensions.
+#[derive(Debug)]
+pub(crate) struct SpanData {
+    /// The record the span becomes at its close, made at its start: its ids and start time,
+    /// and its fields, recorded into it in place. At the close it is queued as it is, so the
+    /// fields are never copied from the span to the queue (and this, which the registry
+    /// stores, stays small). A root's is never queued: the root becomes the trace's row.
+    pub(crate) captured: Box<CapturedSpan>,
+    pub(crate) is_root: bool,
+    pub(crate) state: Arc<TraceState>,
+    pub(crate) user_id: Option<Uuid>,
+    /// Shared with the spans below: inherited by every span, so not copied for each.
+    pub(crate) session_id: Option<Arc<str>>,
+    pub(crate) kb_id: Option<Uuid>,
+    /// A span below this one (or an explicit call made in it) reported token usage: this
+    /// span's own usage is then not added to the trace (see the roll-up rule).
+    pub(crate) usage_below: bool,
+}
+
+impl SpanData {
+    /// The span's error and events, made on first use.
+    pub(crate) fn rare(&mut self) -> &mut Rare {
+        self.captured.rare.get_or_insert_with(Box::default)
+    }
+
+    /// The span's fields as recorded so far.
+    pub(crate) fn fields(&self) -> &Fields {
+        &self.captured.fields
+    }
+
+    /// The span's ids and start.
+    pub(crate) fn head(&self) -> &SpanHead {
+        &self.captured.head
+    }
+
+    /// The trace, span (none for a root) and ids rows made inside this span belong to.
+    pub(crate) fn scope(&self) -> Scope<'_> {
+        Scope {
+            trace_id: self.head().trace_id,
+            span_id: (!self.is_root).then_some(self.head().id),
+            user_id: self.user_id,
+            session_id: self.session_id.as_deref(),
+            kb_id: self.kb_id,
+        }
+    }
+
+    /// Takes the user, session and kb ids the span names, where given: in its own fields, or
+    /// in `later` ones (recorded with `Span::record`).
+    pub(crate) fn apply_ids(&mut self, later: Option<&Fields>) {
+        let SpanData {
+            captured,
+            user_id,
+            session_id,
+            kb_id,
+            ..
+        } = self;
+        let fields = later.unwrap_or(&captured.fields);
+        if !fields.names_ids() {
+            return;
+        }
+        let [user, session, kb] = fields.get_many([Slot::UserId, Slot::SessionId, Slot::KbId]);
+        if let Some(v) = user {
+            *user_id = parse_uuid(v).or(*user_id);
+        }
+        if let Some(v) = session {
+            *session_id = Some(v.to_text().into());
+        }
+        if let Some(v) = kb {
+            *kb_id = parse_uuid(v).or(*kb_id);
+        }
+    }
+}
+
+/// Reaches a span's [`SpanData`] through a `Dispatch`, whatever the subscriber's type; found by
+/// `downcast_ref` on the dispatch. This is how [`TraceContext::current`] and explicit provider
+/// calls find the instrumented span they run in.
+///
+/// [`TraceContext::current`]: crate::TraceContext::current
+#[derive(Clone, Copy)]
+pub(crate) struct WithContext(pub VisitSpanData);
+
+/// Calls the closure with the span's data, if the span is recorded by a `PostgresLayer`.
+pub(crate) type VisitSpanData = fn(&Dispatch, &Id, &mut dyn FnMut(&mut SpanData));
+
+impl std::fmt::Debug for WithContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("WithContext")
+    }
+}
+
+impl WithContext {
+    /// The hook for a subscriber of type `S`.
+    pub(crate) fn of<S>() -> Self
+    where
+        S: Subscriber + for<'a> LookupSpan<'a>,
+    {
+        WithContext(visit::<S>)
+    }
+}
+
+fn visit<S>(dispatch: &Dispatch, id: &Id, f: &mut dyn FnMut(&mut SpanData))
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    let Some(subscriber) = dispatch.downcast_ref::<S>() else {
+        return;
+    };
+    let Some(span) = subscriber.span(id) else {
+        return;
+    };
+    let mut ext = span.extensions_mut();
+    if let Some(data) = ext.get_mut::<SpanData>() {
+        f(data);
+    }
+}
