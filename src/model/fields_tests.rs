@@ -117,3 +117,25 @@ fn queued_bytes_count_spilled_entries_and_long_text_only() {
     assert!(long.approx_bytes() >= 100);
     assert!(sample(5).approx_bytes() >= 7 * std::mem::size_of::<(Key, Val)>());
 }
+
+/// The README's mapping table (which is also the crate's documentation) names every field
+/// name the layer understands: it is the one list users read, so an alias added to
+/// `well_known_names!` without a line there fails here.
+#[test]
+fn the_readme_mapping_table_names_every_well_known_field() {
+    let readme = include_str!("../../README.md");
+    let start = readme
+        .find("## How spans, fields and events become rows")
+        .expect("the README has its mapping section");
+    let section = &readme[start..];
+    let section = &section[..section[3..].find("\n## ").map_or(section.len(), |e| e + 3)];
+    let missing: Vec<&str> = WELL_KNOWN
+        .iter()
+        .copied()
+        .filter(|name| !section.contains(&format!("`{name}`")))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "not in the README's mapping table: {missing:?}"
+    );
+}
