@@ -44,7 +44,7 @@ pub const JSON_TOO_DEEP: &str = "[truncated: nested too deep]";
 /// Cuts `s` to at most `max_chars` characters and removes NUL bytes.
 ///
 /// Returns the input unchanged (no allocation) when it is already clean.
-pub fn clean_text(s: &str, max_chars: usize) -> String {
+pub(crate) fn clean_text(s: &str, max_chars: usize) -> String {
     let mut out = String::with_capacity(s.len().min(max_chars.saturating_mul(4)));
     for (kept, c) in s.chars().filter(|&c| c != '\0').enumerate() {
         if kept == max_chars {
@@ -56,7 +56,7 @@ pub fn clean_text(s: &str, max_chars: usize) -> String {
 }
 
 /// Cleans borrowed text: no copy when it is short and has no NUL.
-pub fn clean_borrowed(s: &str, max_chars: usize) -> Cow<'_, str> {
+pub(crate) fn clean_borrowed(s: &str, max_chars: usize) -> Cow<'_, str> {
     if s.len() <= max_chars && !s.as_bytes().contains(&0) {
         Cow::Borrowed(s)
     } else {
@@ -65,7 +65,7 @@ pub fn clean_borrowed(s: &str, max_chars: usize) -> Cow<'_, str> {
 }
 
 /// Cleans an owned string in place when possible: no copy when it is short and has no NUL.
-pub fn clean_owned(s: String, max_chars: usize) -> String {
+pub(crate) fn clean_owned(s: String, max_chars: usize) -> String {
     // Fast path: byte length bounds character count, so a short NUL-free string is already fine.
     if s.len() <= max_chars && !s.as_bytes().contains(&0) {
         return s;
@@ -75,7 +75,7 @@ pub fn clean_owned(s: String, max_chars: usize) -> String {
 
 /// Cleans text that usually lives forever (a span's name, a built-in label): borrowed, with no
 /// copy, when it is already clean.
-pub fn clean_static(s: &'static str, max_chars: usize) -> Cow<'static, str> {
+pub(crate) fn clean_static(s: &'static str, max_chars: usize) -> Cow<'static, str> {
     if s.len() <= max_chars && !s.as_bytes().contains(&0) {
         Cow::Borrowed(s)
     } else {
@@ -84,7 +84,7 @@ pub fn clean_static(s: &'static str, max_chars: usize) -> Cow<'static, str> {
 }
 
 /// Cleans borrowed-or-owned text, copying only when it must change.
-pub fn clean_cow(s: Cow<'static, str>, max_chars: usize) -> Cow<'static, str> {
+pub(crate) fn clean_cow(s: Cow<'static, str>, max_chars: usize) -> Cow<'static, str> {
     match s {
         Cow::Borrowed(b) => clean_static(b, max_chars),
         Cow::Owned(o) => Cow::Owned(clean_owned(o, max_chars)),
@@ -92,7 +92,7 @@ pub fn clean_cow(s: Cow<'static, str>, max_chars: usize) -> Cow<'static, str> {
 }
 
 /// Cleans an optional owned string.
-pub fn clean_opt(s: Option<String>, max_chars: usize) -> Option<String> {
+pub(crate) fn clean_opt(s: Option<String>, max_chars: usize) -> Option<String> {
     s.map(|s| clean_owned(s, max_chars))
 }
 
@@ -102,7 +102,7 @@ pub fn clean_opt(s: Option<String>, max_chars: usize) -> Option<String> {
 ///
 /// Works without recursion, so a value nested 10,000 deep cannot overflow the stack; the value
 /// it returns is at most `max_depth` deep, so dropping and serialising it is safe too.
-pub fn clean_json(value: Value, limits: &TextLimits) -> Value {
+pub(crate) fn clean_json(value: Value, limits: &TextLimits) -> Value {
     let max_depth = limits.json_depth;
     // A container being rebuilt, with the children still to visit.
     enum Frame {
@@ -183,7 +183,7 @@ pub fn clean_json(value: Value, limits: &TextLimits) -> Value {
 }
 
 /// Drops a JSON value of any depth without recursion (serde_json's own drop recurses).
-pub fn drop_deep(value: Value) {
+pub(crate) fn drop_deep(value: Value) {
     let mut pending = vec![value];
     while let Some(v) = pending.pop() {
         match v {
