@@ -2,7 +2,7 @@
 //! with sqlx and the application logging at TRACE: the layer writes no row for its own work,
 //! and neither deadlocks nor recurses.
 
-mod common;
+use tracing_postgres_test_support as common;
 
 use std::time::{Duration, Instant};
 

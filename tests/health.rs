@@ -6,7 +6,7 @@
 //! writing. Also the `on_state_change` callback. A test binary of its own: it installs a
 //! global subscriber to read the warnings.
 
-mod common;
+use tracing_postgres_test_support as common;
 
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};

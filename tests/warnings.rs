@@ -1,7 +1,7 @@
 //! The writer's warnings reach the application's own log, from the writer's thread, with no
 //! password in them. A test binary of its own: it installs a global subscriber.
 
-mod common;
+use tracing_postgres_test_support as common;
 
 use std::time::{Duration, Instant};
 

@@ -3,10 +3,8 @@
 //!
 //! `jsonb` keeps an object's keys sorted, shortest first and then bytewise, and keeps only the
 //! last value of a repeated key. The server sorts the pairs of every object it parses, so
-//! keys sent in that order already cost it a single pass to check. For a span's metadata of
-//! three keys that is about 550 fewer instructions per row in the server (callgrind, a
-//! single-user PostgreSQL 15 backend parsing 200,000 such objects); the writer's own sort of
-//! a few keys costs a fraction of that.
+//! keys sent in that order already cost it a single pass to check, for a fraction of that
+//! work here (figures in `BENCHMARKS.md`, "Figures behind code choices").
 
 use std::cmp::Ordering;
 

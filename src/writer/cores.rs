@@ -5,9 +5,8 @@
 //! (a small deployment's own PostgreSQL, or a developer's laptop), every backend beyond the
 //! idle cores takes a core from the application's threads: the scheduler shares a core between
 //! the application and the server's processes, and lowering the writer's own threads' priority
-//! cannot reach the server's. On a two-core machine with one busy application thread, three
-//! busy connections left that thread about 70% of its core (1.4 times its CPU time in wall
-//! time, in the hot-path benchmark); one left it about 95%.
+//! cannot reach the server's: on a two-core machine, three busy connections take a visible share
+//! of one busy application thread's core, one connection little (`BENCHMARKS.md`).
 //!
 //! So the writer measures what the rest of the process uses, its own threads excluded, and
 //! hands batches to at most as many connections as there are cores left over. While the

@@ -5,9 +5,8 @@
 //! `CopyDone` message is a small write following the data, and Nagle holds it until the server
 //! acknowledges the data's last segment, which the server delays (Linux: at least 40 ms)
 //! because it has nothing to send back during `COPY FROM STDIN`. A batch of three `COPY`s
-//! then spends about 120 ms waiting on an idle connection; measured with one connection, the
-//! server sat in `ClientRead` for 45% of the time and ingest ran at half the rate of a single
-//! `psql \copy` (libpq sets `TCP_NODELAY` on every connection).
+//! then spends about 120 ms waiting on an idle connection (what that cost the ingest is in
+//! `BENCHMARKS.md`; libpq sets `TCP_NODELAY` on every connection).
 //!
 //! sqlx exposes neither the socket nor an option for it, so after connecting the writer asks
 //! the server which port the connection comes from (`inet_client_port()`), finds its own TCP

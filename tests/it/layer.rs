@@ -1,6 +1,6 @@
 //! The layer's mapping rules, each read back from a real PostgreSQL.
 
-mod common;
+use tracing_postgres_test_support as common;
 
 use std::time::Duration;
 

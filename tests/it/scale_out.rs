@@ -3,7 +3,7 @@
 //! distribution column is in every primary key and unique index, and co-located tables are
 //! distributed by columns of one type).
 
-mod common;
+use tracing_postgres_test_support as common;
 
 use common::fresh_db;
 use sqlx::{AssertSqlSafe, Executor};
@@ -69,7 +69,7 @@ fn sql_blocks(doc: &str) -> Vec<String> {
 
 #[tokio::test]
 async fn the_scale_out_note_distributes_all_four_tables_of_the_migrated_schema() {
-    let doc = include_str!("../docs/scale-out.md");
+    let doc = include_str!("../../docs/scale-out.md");
     let blocks = sql_blocks(doc);
     assert!(!blocks.is_empty(), "the note has SQL");
     let db = fresh_db().await;

@@ -2,7 +2,7 @@
 //! no longer sets: without it every `COPY` of a batch waits about 40 ms for a delayed ACK.
 #![cfg(target_os = "linux")]
 
-mod common;
+use tracing_postgres_test_support as common;
 
 use std::time::Duration;
 

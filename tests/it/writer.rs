@@ -1,6 +1,6 @@
 //! The writer under load and under failure, against a real PostgreSQL.
 
-mod common;
+use tracing_postgres_test_support as common;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -1,7 +1,5 @@
 //! The `tracing-postgres` binary against a real server: migrate, show, tail, stats, prune.
-#![cfg(feature = "cli")]
-
-mod common;
+use tracing_postgres_test_support as common;
 
 use std::process::{Command, Output};
 use std::time::Duration;

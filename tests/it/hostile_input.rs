@@ -62,7 +62,7 @@
 //! | 45 | redactor | a redaction hook returning a NUL and 2 M characters                              | stored, sanitised |
 //! | 46 | provider | label limit raised to 1000, session id of 1000 random 4-byte chars (4,000 bytes) | refused +1 by the btree index, neighbours written |
 
-mod common;
+use tracing_postgres_test_support as common;
 
 use std::fmt;
 use std::time::Duration;

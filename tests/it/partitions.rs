@@ -2,7 +2,7 @@
 //! partition kept and moved in later, a change of step, and retention with and without a dry
 //! run.
 
-mod common;
+use tracing_postgres_test_support as common;
 
 use std::time::Duration;
 

@@ -1,6 +1,6 @@
 //! The query API, on rows written by the provider into a real server.
 
-mod common;
+use tracing_postgres_test_support as common;
 
 use std::collections::HashSet;
 use std::time::Duration;

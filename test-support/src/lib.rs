@@ -1,6 +1,7 @@
-//! Test support: a fresh database per test on the server in `DATABASE_URL` (started by
-//! `./scripts/test`), and private clusters for tests that stop and start a server.
-#![allow(dead_code)]
+//! Test support for the integration tests of `tracing-postgres` and its CLI: a fresh database
+//! per test (dropped when the test ends) on the server in `DATABASE_URL` (started by
+//! `./scripts/test`) or, without it, on a throwaway server started for the test run; and
+//! private clusters for tests that stop and start a server.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -24,17 +25,66 @@ impl std::io::Write for Capture {
     }
 }
 
-/// The admin URL of the test server.
+/// The admin URL of the test server: `DATABASE_URL`, or else a throwaway server started once
+/// for this test run (removed when the process ends).
 pub fn admin_url() -> String {
-    std::env::var("DATABASE_URL")
-        .expect("DATABASE_URL is not set: run the tests with ./scripts/test, which starts a server")
+    match std::env::var("DATABASE_URL") {
+        Ok(url) if !url.is_empty() => url,
+        _ => run_server().url(),
+    }
 }
 
-/// A database of its own for one test, with the schema migrated.
+/// The server of this test run when `DATABASE_URL` is not set.
+fn run_server() -> &'static Cluster {
+    static SERVER: std::sync::OnceLock<Cluster> = std::sync::OnceLock::new();
+    SERVER.get_or_init(|| {
+        let cluster = Cluster::start();
+        eprintln!(
+            "DATABASE_URL is not set: started a throwaway PostgreSQL for this test run at {} \
+             (removed when the run ends; ./scripts/test does the same for the whole suite)",
+            cluster.url()
+        );
+        cluster.remove_when_process_ends();
+        cluster
+    })
+}
+
+/// A database of its own for one test, with the schema migrated. Dropped (with its
+/// connections) when the test ends.
 pub struct TestDb {
     pub url: String,
     pub pool: PgPool,
     pub name: String,
+    /// The server's admin URL, to drop the database from.
+    admin: String,
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        // On a thread of its own with its own runtime: a drop cannot await, and the test's
+        // runtime may be a current-thread one that is busy dropping this.
+        let (admin, name) = (self.admin.clone(), self.name.clone());
+        let dropped = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async {
+                if let Ok(pool) = PgPoolOptions::new()
+                    .max_connections(1)
+                    .connect(&admin)
+                    .await
+                {
+                    let sql = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+                    let _ = sqlx::query(AssertSqlSafe(sql)).execute(&pool).await;
+                    pool.close().await;
+                }
+            });
+        });
+        let _ = dropped.join();
+    }
 }
 
 /// Replaces the database name at the end of a URL.
@@ -85,7 +135,12 @@ async fn empty_db_on(admin: &str) -> TestDb {
         .connect(&url)
         .await
         .expect("connect to the test database");
-    TestDb { url, pool, name }
+    TestDb {
+        url,
+        pool,
+        name,
+        admin: admin.to_owned(),
+    }
 }
 
 /// Counts rows of a table in the observability schema.
@@ -303,6 +358,30 @@ impl Cluster {
 
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// Stops the server and removes its directory when this process ends, however it ends:
+    /// for a cluster kept in a `static`, whose drop never runs. A watchdog shell waits for the
+    /// process to go.
+    fn remove_when_process_ends(&self) {
+        let pg_ctl = self.bin.join("pg_ctl");
+        let stop = format!(
+            "{} {} -D {} -m immediate -w stop >/dev/null 2>&1",
+            self.run_as.join(" "),
+            pg_ctl.display(),
+            self.data()
+        );
+        let script = format!(
+            "while kill -0 {pid} 2>/dev/null; do sleep 1; done; {stop}; rm -rf {dir}",
+            pid = std::process::id(),
+            dir = self.dir.display()
+        );
+        let _ = Command::new("sh")
+            .args(["-c", &script])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn();
     }
 }
 
