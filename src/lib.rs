@@ -42,5 +42,6 @@ pub use partitions::{PartitionPolicy, PartitionStep};
 pub use rust_decimal::Decimal;
 pub use uuid::Uuid;
 
+#[cfg(feature = "tcp-nodelay")]
 #[doc(hidden)]
 pub use writer::nodelay::tcp_nodelay_of;

@@ -140,18 +140,11 @@ enum ClockKind {
 
 #[cfg(target_os = "linux")]
 fn clock_ns(kind: ClockKind) -> Option<u64> {
-    let id = match kind {
-        ClockKind::Thread => libc::CLOCK_THREAD_CPUTIME_ID,
-        ClockKind::Process => libc::CLOCK_PROCESS_CPUTIME_ID,
-    };
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is ours and outlives the call.
-    if unsafe { libc::clock_gettime(id, &mut ts) } != 0 {
-        return None;
-    }
+    use rustix::time::{ClockId, clock_gettime};
+    let ts = clock_gettime(match kind {
+        ClockKind::Thread => ClockId::ThreadCPUTime,
+        ClockKind::Process => ClockId::ProcessCPUTime,
+    });
     let secs = u64::try_from(ts.tv_sec).ok()?;
     let nanos = u64::try_from(ts.tv_nsec).ok()?;
     Some(secs.saturating_mul(1_000_000_000).saturating_add(nanos))

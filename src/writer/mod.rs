@@ -10,6 +10,7 @@ mod batch;
 mod collect;
 mod cores;
 mod links;
+#[cfg(feature = "tcp-nodelay")]
 pub(crate) mod nodelay;
 pub(crate) mod pg;
 mod priority;

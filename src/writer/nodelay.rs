@@ -1,4 +1,9 @@
-//! `TCP_NODELAY` on the writer's connections.
+//! `TCP_NODELAY` on the writer's connections: a workaround, behind the default feature
+//! `tcp-nodelay`.
+//!
+//! **Delete this module** (and the feature) when the sqlx dependency is raised to a release
+//! that contains launchbadge/sqlx#4336, which sets the option itself: 0.9.0, the newest in the
+//! registry when this was written, does not.
 //!
 //! sqlx 0.9.0 no longer disables Nagle's algorithm on its TCP sockets (launchbadge/sqlx#4335;
 //! the fix, #4336, came after 0.9.0). For the writer that is a 40 ms stall per `COPY`: the
@@ -14,6 +19,13 @@
 //! Where the server sees another port than ours (a NAT, a proxy in between), over a Unix
 //! socket (no Nagle there), or on systems other than Linux, nothing is changed.
 
+#[cfg(target_os = "linux")]
+use std::net::SocketAddr;
+#[cfg(target_os = "linux")]
+use std::os::fd::BorrowedFd;
+
+#[cfg(target_os = "linux")]
+use rustix::net::{getpeername, getsockname, sockopt};
 use sqlx::postgres::PgConnection;
 
 /// Sets `TCP_NODELAY` on the socket of `conn`, a connection to `server_port`. Best effort:
@@ -40,41 +52,38 @@ pub(crate) async fn set_nodelay(conn: &mut PgConnection, server_port: u16) -> bo
     set_on_socket(client, server_port)
 }
 
-/// The descriptor of this process's TCP socket with local port `local` and peer port `peer`,
+/// Calls `f` with this process's TCP socket whose local port is `local` and peer port `peer`,
 /// when exactly one matches (the same local port may serve connections to other hosts on the
 /// same port: then which is ours is not known).
 #[cfg(target_os = "linux")]
-fn our_socket(local: u16, peer: u16) -> Option<i32> {
+fn with_our_socket<T>(local: u16, peer: u16, f: impl FnOnce(BorrowedFd<'_>) -> T) -> Option<T> {
     let dir = std::fs::read_dir("/proc/self/fd").ok()?;
     let mut matching = dir.flatten().filter_map(|entry| {
         let fd = entry.file_name().to_str()?.parse::<i32>().ok()?;
-        (socket_ports(fd) == Some((local, peer))).then_some(fd)
+        (with_fd(fd, socket_ports) == Some((local, peer))).then_some(fd)
     });
     match (matching.next(), matching.next()) {
-        (Some(fd), None) => Some(fd),
+        (Some(fd), None) => Some(with_fd(fd, f)),
         _ => None,
     }
 }
 
-/// Sets `TCP_NODELAY` on [`our_socket`]; whether it was set.
+/// Borrows a descriptor of this process found in `/proc/self/fd`, for one call.
+#[cfg(target_os = "linux")]
+fn with_fd<T>(fd: i32, f: impl FnOnce(BorrowedFd<'_>) -> T) -> T {
+    // SAFETY: the one `unsafe` left here: the descriptor is not ours to own, so another thread
+    // may close it (and the number be reused) during the call. The calls made on it only read
+    // a socket's addresses or set one socket option: on a closed descriptor they fail, on a
+    // reused one they read or set a harmless option of that socket; nothing is freed or
+    // written through the descriptor's memory.
+    let fd = unsafe { BorrowedFd::borrow_raw(fd) };
+    f(fd)
+}
+
+/// Sets `TCP_NODELAY` on our socket with these ports; whether it was set.
 #[cfg(target_os = "linux")]
 fn set_on_socket(local: u16, peer: u16) -> bool {
-    our_socket(local, peer).is_some_and(|fd| {
-        let on: libc::c_int = 1;
-        // SAFETY: `fd` is a plain integer (a closed or reused descriptor only makes the call
-        // fail or apply to that socket, both harmless); `on` outlives the call and its size is
-        // passed with it.
-        let rc = unsafe {
-            libc::setsockopt(
-                fd,
-                libc::IPPROTO_TCP,
-                libc::TCP_NODELAY,
-                (&raw const on).cast(),
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        };
-        rc == 0
-    })
+    with_our_socket(local, peer, |fd| sockopt::set_tcp_nodelay(fd, true).is_ok()).unwrap_or(false)
 }
 
 #[cfg(not(target_os = "linux"))]
@@ -89,20 +98,7 @@ fn set_on_socket(_local: u16, _peer: u16) -> bool {
 pub fn tcp_nodelay_of(local: u16, peer: u16) -> Option<bool> {
     #[cfg(target_os = "linux")]
     {
-        let fd = our_socket(local, peer)?;
-        let mut on: libc::c_int = 0;
-        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-        // SAFETY: as in `set_on_socket`; `on` and `len` are ours, `len` holds `on`'s size.
-        let rc = unsafe {
-            libc::getsockopt(
-                fd,
-                libc::IPPROTO_TCP,
-                libc::TCP_NODELAY,
-                (&raw mut on).cast(),
-                &raw mut len,
-            )
-        };
-        (rc == 0).then_some(on != 0)
+        with_our_socket(local, peer, |fd| sockopt::tcp_nodelay(fd).ok()).flatten()
     }
     #[cfg(not(target_os = "linux"))]
     {
@@ -113,46 +109,16 @@ pub fn tcp_nodelay_of(local: u16, peer: u16) -> Option<bool> {
 
 /// The local and peer ports of `fd` when it is a connected IPv4 or IPv6 TCP socket.
 #[cfg(target_os = "linux")]
-pub(crate) fn socket_ports(fd: i32) -> Option<(u16, u16)> {
-    fn port(
-        f: unsafe extern "C" fn(
-            libc::c_int,
-            *mut libc::sockaddr,
-            *mut libc::socklen_t,
-        ) -> libc::c_int,
-        fd: i32,
-    ) -> Option<u16> {
-        // SAFETY: an all-zero `sockaddr_storage` is a valid value of that plain C struct.
-        let mut addr: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
-        let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-        // SAFETY: `addr` and `len` are ours and outlive the call; `len` holds `addr`'s size,
-        // so the kernel writes at most that many bytes.
-        let rc = unsafe { f(fd, (&raw mut addr).cast(), &raw mut len) };
-        if rc != 0 {
-            return None;
-        }
-        match libc::c_int::from(addr.ss_family) {
-            libc::AF_INET => {
-                // SAFETY: the kernel wrote an AF_INET address, a `sockaddr_in`, which fits
-                // in (and is less aligned than) `sockaddr_storage`.
-                let a = unsafe { &*(&raw const addr).cast::<libc::sockaddr_in>() };
-                Some(u16::from_be(a.sin_port))
-            }
-            libc::AF_INET6 => {
-                // SAFETY: as above, for a `sockaddr_in6`.
-                let a = unsafe { &*(&raw const addr).cast::<libc::sockaddr_in6>() };
-                Some(u16::from_be(a.sin6_port))
-            }
-            _ => None,
-        }
-    }
-    Some((port(libc::getsockname, fd)?, port(libc::getpeername, fd)?))
+fn socket_ports(fd: BorrowedFd<'_>) -> Option<(u16, u16)> {
+    let local = SocketAddr::try_from(getsockname(fd).ok()?).ok()?;
+    let peer = SocketAddr::try_from(getpeername(fd).ok()??).ok()?;
+    Some((local.port(), peer.port()))
 }
 
 #[cfg(all(test, target_os = "linux"))]
 mod tests {
     use std::net::{TcpListener, TcpStream};
-    use std::os::fd::AsRawFd;
+    use std::os::fd::AsFd;
 
     use super::*;
 
@@ -163,7 +129,7 @@ mod tests {
         let a = TcpStream::connect(("127.0.0.1", server)).unwrap();
         let b = TcpStream::connect(("127.0.0.1", server)).unwrap();
         let a_port = a.local_addr().unwrap().port();
-        assert_eq!(socket_ports(a.as_raw_fd()), Some((a_port, server)));
+        assert_eq!(socket_ports(a.as_fd()), Some((a_port, server)));
         let b_port = b.local_addr().unwrap().port();
         assert_eq!(tcp_nodelay_of(a_port, server), Some(false));
         assert_eq!(tcp_nodelay_of(b_port, server), Some(false));
@@ -178,6 +144,6 @@ mod tests {
         // No socket with these ports: nothing set.
         assert!(!set_on_socket(a_port, server.wrapping_add(1)));
         // A listening socket has no peer.
-        assert_eq!(socket_ports(listener.as_raw_fd()).map(|p| p.1), None);
+        assert_eq!(socket_ports(listener.as_fd()).map(|p| p.1), None);
     }
 }

@@ -16,8 +16,9 @@ pub(super) fn writer_nice(lower: bool) -> Option<i32> {
     }
     #[cfg(target_os = "linux")]
     {
-        // SAFETY: `gettid` and `getpriority` take plain integers and touch no memory of ours.
-        let now = unsafe { libc::getpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t) };
+        // On Linux, `PRIO_PROCESS` with a thread id reads that one thread's nice value.
+        let tid = rustix::thread::gettid();
+        let now = rustix::process::getpriority_process(Some(tid)).unwrap_or(0);
         Some(now.saturating_add(WRITER_NICE).min(19))
     }
     #[cfg(not(target_os = "linux"))]
@@ -29,10 +30,7 @@ pub(super) fn writer_nice(lower: bool) -> Option<i32> {
 /// meanwhile). Best effort: where it is not supported or not allowed, nothing changes.
 pub(super) fn set_nice(nice: Option<i32>) {
     let Some(_nice) = nice else { return };
+    // On Linux, `PRIO_PROCESS` with a thread id sets that one thread's nice value.
     #[cfg(target_os = "linux")]
-    // SAFETY: `gettid` and `setpriority` take plain integers and touch no memory of ours; on
-    // Linux, `PRIO_PROCESS` with a thread id sets that one thread's nice value.
-    unsafe {
-        let _ = libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, _nice);
-    }
+    let _ = rustix::process::setpriority_process(Some(rustix::thread::gettid()), _nice);
 }

@@ -3,6 +3,7 @@
 //! `./scripts/test`) or, without it, on a throwaway server started for the test run; and
 //! private clusters for tests that stop and start a server.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -39,7 +40,9 @@ fn run_server() -> &'static Cluster {
     static SERVER: std::sync::OnceLock<Cluster> = std::sync::OnceLock::new();
     SERVER.get_or_init(|| {
         let cluster = Cluster::start();
-        eprintln!(
+        // Straight to stderr, past the test harness's capture of `eprintln!`: seen once.
+        let _ = writeln!(
+            std::io::stderr(),
             "DATABASE_URL is not set: started a throwaway PostgreSQL for this test run at {} \
              (removed when the run ends; ./scripts/test does the same for the whole suite)",
             cluster.url()

@@ -1,6 +1,6 @@
 //! The writer's TCP connections have Nagle's algorithm off (`TCP_NODELAY`), which sqlx 0.9.0
 //! no longer sets: without it every `COPY` of a batch waits about 40 ms for a delayed ACK.
-#![cfg(target_os = "linux")]
+#![cfg(all(target_os = "linux", feature = "tcp-nodelay"))]
 
 use tracing_postgres_test_support as common;
 

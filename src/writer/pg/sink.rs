@@ -133,10 +133,11 @@ impl Link {
         Ok(match &mut self.conn {
             Some(c) => c,
             slot => {
-                let port = self.options.get_port();
                 let c = tokio::time::timeout(CONNECT_TIMEOUT, async {
+                    #[allow(unused_mut)] // mutated only with the `tcp-nodelay` workaround
                     let mut c = PgConnection::connect_with(&self.options).await?;
-                    crate::writer::nodelay::set_nodelay(&mut c, port).await;
+                    #[cfg(feature = "tcp-nodelay")]
+                    crate::writer::nodelay::set_nodelay(&mut c, self.options.get_port()).await;
                     Ok::<_, sqlx::Error>(c)
                 })
                 .await
