@@ -1,4 +1,5 @@
-//! The builder that starts the writer, and the guard that flushes it.
+//! The builder: one writer started for its layer or provider, from a URL, options or a pool
+//! (the guard that stops it is in `guard.rs`).
 
 use std::str::FromStr;
 use std::sync::Arc;

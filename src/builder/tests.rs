@@ -1,4 +1,4 @@
-//! Unit tests of `builder.rs`.
+//! Unit tests of the builder.
 
 use super::*;
 
