@@ -284,7 +284,10 @@ impl Builder {
         self
     }
 
-    /// Prices used by the layer to compute the cost of spans that report tokens but no cost.
+    /// Prices used to compute the cost of spans that report tokens but no cost (stored with
+    /// `cost_source = 'computed'`). Default [`PriceTable::bundled`]; pass
+    /// `PriceTable::bundled().with(...)` to add or override models, or
+    /// [`PriceTable::empty()`] to compute no cost at all.
     pub fn prices(mut self, prices: PriceTable) -> Self {
         self.map.prices = prices;
         self

@@ -8,7 +8,7 @@ use crate::model::sanitize::TextLimits;
 
 /// How captured records become rows, set once on the [`Builder`](crate::Builder) and shared
 /// by the layer, the provider and the writer.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub(crate) struct MapConfig {
     /// The text limits every text is cut to.
     pub limits: TextLimits,
@@ -17,6 +17,17 @@ pub(crate) struct MapConfig {
     /// Whether every span (not only root spans) is written as `in_progress` when it starts:
     /// a closed span's row then meets its start row, so it cannot be a plain `COPY`.
     pub span_starts: bool,
+}
+
+impl Default for MapConfig {
+    /// The default text limits, the bundled prices, no start rows for child spans.
+    fn default() -> Self {
+        Self {
+            limits: TextLimits::default(),
+            prices: PriceTable::bundled(),
+            span_starts: false,
+        }
+    }
 }
 
 /// The trace, span and ids a row made inside a span belongs to.

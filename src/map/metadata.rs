@@ -1,5 +1,7 @@
 //! A span's `metadata`: the fields without a column, the user and kb ids that are not UUIDs,
-//! the attached events and the count of events left out.
+//! the callsite's name when `otel.name` renamed the span, a request's system instructions and
+//! tool definitions (cut to a preview's length), the attached events and the count of events
+//! left out. Prompts and answers are not kept here: they are the previews.
 //!
 //! One construction ([`Metadata::entries`]) decides what goes under which key; two emitters
 //! give it as JSON text for `COPY` (the writer's path, no JSON value built) or as a
@@ -10,6 +12,7 @@ use std::borrow::Cow;
 use serde_json::{Map, Value};
 use smallvec::SmallVec;
 
+use super::content::is_flattened_message;
 use super::jsonb_text;
 use crate::model::fields::{Fields, Slot, Val};
 use crate::model::sanitize::{TextLimits, clean_borrowed, clean_static};
@@ -19,6 +22,8 @@ use crate::model::sanitize::{TextLimits, clean_borrowed, clean_static};
 pub(crate) struct Metadata<'a> {
     /// The text limits keys and values are cut to.
     pub limits: &'a TextLimits,
+    /// The callsite's name, kept as `callsite_name` when `otel.name` gave the row its name.
+    pub callsite: &'static str,
     /// The span's fields as captured.
     pub fields: &'a Fields,
     /// Events attached to the span, as JSON (cleaned when attached).
@@ -37,6 +42,8 @@ enum Key {
 enum Item<'a> {
     /// A field's value, and the most characters it keeps.
     Field(&'a Val, usize),
+    /// The callsite's name.
+    Callsite,
     Events,
     EventsDropped,
 }
@@ -73,6 +80,10 @@ impl<'a> Metadata<'a> {
         let mut cut: Vec<String> = Vec::new();
         let mut items: SmallVec<[(Key, Item<'a>); 8]> = SmallVec::new();
         for (name, v) in self.fields.extras() {
+            // OpenInference's flattened messages became the previews.
+            if name.starts_with("llm.") && is_flattened_message(name) {
+                continue;
+            }
             let key = match clean_static(name, l.label) {
                 Cow::Borrowed(name) => Key::Name(name),
                 Cow::Owned(c) => {
@@ -87,6 +98,17 @@ impl<'a> Metadata<'a> {
             if let Some(v) = self.fields.get(slot).filter(|v| parse_uuid(v).is_none()) {
                 items.push((Key::Name(name), Item::Field(v, l.label)));
             }
+        }
+        for (slot, name) in [
+            (Slot::SystemInstructions, "gen_ai.system_instructions"),
+            (Slot::ToolDefinitions, "gen_ai.tool.definitions"),
+        ] {
+            if let Some(v) = self.fields.get(slot) {
+                items.push((Key::Name(name), Item::Field(v, l.preview)));
+            }
+        }
+        if self.fields.has(Slot::OtelName) {
+            items.push((Key::Name("callsite_name"), Item::Callsite));
         }
         if !self.events.is_empty() {
             items.push((Key::Name("events"), Item::Events));
@@ -114,6 +136,9 @@ impl<'a> Metadata<'a> {
             // Writing into a Vec cannot fail.
             match item {
                 Item::Field(v, max_chars) => write_val(buf, v, *max_chars),
+                Item::Callsite => {
+                    jsonb_text::write_str(buf, &clean_static(self.callsite, self.limits.label));
+                }
                 Item::Events => {
                     let _ = serde_json::to_writer(&mut *buf, self.events);
                 }
@@ -132,6 +157,9 @@ impl<'a> Metadata<'a> {
         for (key, item) in &entries.items {
             let v = match item {
                 Item::Field(v, max_chars) => (*v).clone().into_clean_json(*max_chars),
+                Item::Callsite => {
+                    Value::String(clean_static(self.callsite, self.limits.label).into_owned())
+                }
                 Item::Events => Value::Array(self.events.to_vec()),
                 Item::EventsDropped => Value::from(self.events_dropped),
             };

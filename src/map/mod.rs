@@ -7,6 +7,7 @@
 //! point for a queued record is [`map`], given the one [`MapConfig`].
 
 mod config;
+mod content;
 mod events;
 mod inputs;
 mod jsonb_text;
@@ -15,6 +16,7 @@ pub mod privacy;
 mod span;
 mod span_type;
 mod trace;
+mod usage;
 
 pub(crate) use config::{MapConfig, Scope};
 pub(crate) use events::{chat_event, document_event};
@@ -22,9 +24,10 @@ pub(crate) use inputs::{
     chat_row, document_row, has_usage, merge_metadata, metadata, outcome, span_metrics,
 };
 pub(crate) use metadata::parse_uuid;
-pub(crate) use span::{ClosedSpan, usage};
+pub(crate) use span::ClosedSpan;
 pub(crate) use span_type::span_type;
 pub(crate) use trace::{root_end, root_start};
+pub(crate) use usage::usage;
 
 use crate::model::record::Record;
 use crate::model::rows::{ChatMessageRow, DocumentEventRow, SpanRow, TraceRow};

@@ -5,15 +5,15 @@
 use std::borrow::Cow;
 
 use chrono::{DateTime, Utc};
-use rust_decimal::Decimal;
 use serde_json::Value;
 
 use super::config::MapConfig;
+use super::content::{Side, flattened, readable};
 use super::metadata::Metadata;
 use super::span_type::span_type;
-use crate::model::fields::{Fields, Slot, Val};
+use super::usage::usage;
+use crate::model::fields::{Fields, Slot};
 use crate::model::kinds::Status;
-use crate::model::money::cost_to_micros;
 use crate::model::record::{CapturedSpan, SpanError};
 use crate::model::rows::SpanRow;
 use crate::model::sanitize::{TextLimits, clean_cow, clean_owned, clean_static, clean_text};
@@ -69,6 +69,7 @@ fn metadata_of<'a>(limits: &'a TextLimits, span: &'a CapturedSpan) -> Metadata<'
         .map_or((&[][..], 0), |r| (&r.events[..], r.events_dropped));
     Metadata {
         limits,
+        callsite: span.head.name,
         fields: &span.fields,
         events,
         events_dropped,
@@ -98,7 +99,7 @@ fn span_columns(config: &MapConfig, raw: &CapturedSpan) -> SpanRow {
         id: raw.head.id,
         trace_id: raw.head.trace_id,
         parent_span_id: raw.head.parent,
-        name: clean_static(raw.head.name, l.label),
+        name: display_name(l, raw),
         span_type: clean_cow(span_type(f).into_text(), l.label),
         started_at,
         ended_at: Some(ended_at),
@@ -129,47 +130,42 @@ fn span_columns(config: &MapConfig, raw: &CapturedSpan) -> SpanRow {
         collection_name: f
             .text(Slot::CollectionName)
             .map(|s| clean_text(&s, l.label)),
-        input_preview: f
-            .text(Slot::InputPreview)
+        input_preview: preview(f, Slot::InputPreview, Side::Input)
             .map(|s| clean_owned(s, l.preview)),
-        output_preview: f
-            .text(Slot::OutputPreview)
+        output_preview: preview(f, Slot::OutputPreview, Side::Output)
             .map(|s| clean_owned(s, l.preview)),
         metadata: Value::Null,
         start_sent: config.span_starts,
     }
 }
 
-/// Tokens and cost (micro-dollars, with its source) a span's fields report.
-pub(crate) fn usage(
-    config: &MapConfig,
-    f: &Fields,
-) -> (Option<i64>, Option<i64>, Option<i64>, Option<&'static str>) {
-    let prompt = count(f.i64(Slot::PromptTokens));
-    let completion = count(f.i64(Slot::CompletionTokens));
-    let given = f.get(Slot::CostUsd).and_then(|v| match v {
-        Val::S(s) => s.trim().parse::<Decimal>().ok(),
-        other => other.as_f64().and_then(|x| Decimal::try_from(x).ok()),
-    });
-    if let Some(micros) = given.and_then(cost_to_micros) {
-        return (prompt, completion, Some(micros), Some("given"));
+/// The span's name: the OpenTelemetry bridge's `otel.name` when it has one (`chat
+/// gpt-4o-mini`; the callsite's name is then kept in metadata), else the callsite's.
+pub(crate) fn display_name(l: &TextLimits, raw: &CapturedSpan) -> Cow<'static, str> {
+    match raw.fields.get(Slot::OtelName) {
+        Some(v) => {
+            let name = clean_text(v.to_text().trim(), l.label);
+            if name.is_empty() {
+                clean_static(raw.head.name, l.label)
+            } else {
+                Cow::Owned(name)
+            }
+        }
+        None => clean_static(raw.head.name, l.label),
     }
-    // No tokens: nothing to price (and no model name to copy out).
-    if prompt.is_none() && completion.is_none() {
-        return (prompt, completion, None, None);
-    }
-    // The model borrowed where it is text (this runs on the caller's thread for the totals).
-    let computed = f.get(Slot::Model).and_then(|v| {
-        let model = v
-            .as_str()
-            .map_or_else(|| Cow::Owned(v.to_text()), Cow::Borrowed);
-        config
-            .prices
-            .cost(&model, prompt.unwrap_or(0), completion.unwrap_or(0))
-    });
-    match computed.and_then(cost_to_micros) {
-        Some(micros) => (prompt, completion, Some(micros), Some("computed")),
-        None => (prompt, completion, None, None),
+}
+
+/// A preview: the spec's own field as given; a convention's message list or JSON value read
+/// for its readable text (the last user message, the answer); else OpenInference's flattened
+/// messages.
+fn preview(f: &Fields, slot: Slot, side: Side) -> Option<String> {
+    match f.get_ranked(slot) {
+        Some((0, v)) => Some(v.to_text()),
+        Some((_, v)) => Some(match v.as_str() {
+            Some(text) => readable(text, side),
+            None => v.to_text(),
+        }),
+        None => flattened(f, side),
     }
 }
 
@@ -181,6 +177,27 @@ pub(crate) fn outcome(
 ) -> (Status, Option<String>, Option<String>) {
     if let Some((ty, msg)) = error {
         return (Status::Error, Some(ty.clone()), msg.clone());
+    }
+    // The OpenTelemetry status: `error` is a failure whatever else is set, `ok` a success
+    // unless an error event or an `error` field says otherwise.
+    let otel = fields
+        .get(Slot::OtelStatus)
+        .and_then(|v| v.as_str())
+        .map(|s| s.trim().to_ascii_lowercase());
+    match otel.as_deref() {
+        Some("error") => {
+            let ty = fields
+                .text(Slot::ErrorType)
+                .unwrap_or_else(|| "error".to_owned());
+            let msg = fields
+                .text(Slot::ErrorMessage)
+                .or_else(|| fields.text(Slot::Error));
+            return (Status::Error, Some(ty), msg);
+        }
+        Some("ok") if !fields.has(Slot::Error) && !panicking => {
+            return (Status::Success, None, None);
+        }
+        _ => {}
     }
     if let Some(err) = fields.get(Slot::Error) {
         let ty = fields

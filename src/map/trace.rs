@@ -8,7 +8,7 @@ use serde_json::{Map, Value};
 
 use super::config::Scope;
 use super::metadata::Metadata;
-use super::span::outcome;
+use super::span::{display_name, outcome};
 use crate::model::fields::Slot;
 use crate::model::money::money_in_range;
 use crate::model::record::CapturedSpan;
@@ -31,7 +31,7 @@ fn root_row(
     let started_at = DateTime::<Utc>::from(span.head.started_at);
     TraceRow {
         id: span.head.trace_id,
-        name: clean_static(name, l.label),
+        name: display_name(l, span),
         operation_type,
         user_id: scope.user_id,
         session_id: scope.session_id.map(|s| clean_text(s, l.label)),
@@ -77,6 +77,7 @@ pub(crate) fn root_end(
     row.total_cost_micros = cost.and_then(money_in_range);
     let mut metadata = Metadata {
         limits: l,
+        callsite: span.head.name,
         fields: &span.fields,
         events: rare.map_or(&[][..], |r| &r.events[..]),
         events_dropped: rare.map_or(0, |r| r.events_dropped),

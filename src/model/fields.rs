@@ -64,6 +64,18 @@ pub(crate) enum Slot {
     VectorsGenerated,
     Retryable,
     RetryCount,
+    /// The span's display name of the OpenTelemetry bridge (`otel.name`).
+    OtelName,
+    /// The OpenTelemetry status (`otel.status_code`: `ok`, `error`, `unset`).
+    OtelStatus,
+    /// Transport details of the OpenTelemetry bridge (`otel.kind`, `server.*`): not stored.
+    Transport,
+    /// Token usage as a JSON object in a string (`langfuse.usage`).
+    UsageJson,
+    /// A request's system instructions: kept in metadata, cut to a preview's length.
+    SystemInstructions,
+    /// The tools offered to a model: kept in metadata, cut to a preview's length.
+    ToolDefinitions,
 }
 
 /// The well-known names: the slot each fills and its rank (0 = the spec's own name). One list
@@ -89,11 +101,15 @@ well_known_names! {
         "span_type" => (SpanType, 0),
         "gen_ai.operation.name" => (SpanType, 1),
         "openinference.span.kind" => (SpanType, 2),
+        "langfuse.type" => (SpanType, 3),
+        "langfuse.observation.type" => (SpanType, 4),
         "operation_type" => (OperationType, 0),
         "model" => (Model, 0),
         "gen_ai.request.model" => (Model, 1),
         "llm.model_name" => (Model, 2),
         "gen_ai.response.model" => (Model, 3),
+        "langfuse.model" => (Model, 4),
+        "langfuse.observation.model.name" => (Model, 5),
         "prompt_tokens" => (PromptTokens, 0),
         "gen_ai.usage.input_tokens" => (PromptTokens, 1),
         "llm.token_count.prompt" => (PromptTokens, 2),
@@ -106,14 +122,20 @@ well_known_names! {
         "llm.cost.total" => (CostUsd, 1),
         "gen_ai.usage.cost" => (CostUsd, 2),
         "cost" => (CostUsd, 3),
+        "langfuse.cost" => (CostUsd, 4),
+        "langfuse.observation.cost_details" => (CostUsd, 5),
         "temperature" => (Temperature, 0),
         "gen_ai.request.temperature" => (Temperature, 1),
         "session_id" => (SessionId, 0),
         "gen_ai.conversation.id" => (SessionId, 1),
         "session.id" => (SessionId, 2),
+        "langfuse.session_id" => (SessionId, 3),
+        "langfuse.session.id" => (SessionId, 4),
         "user_id" => (UserId, 0),
         "user.id" => (UserId, 1),
         "enduser.id" => (UserId, 2),
+        "langfuse.user_id" => (UserId, 3),
+        "langfuse.user.id" => (UserId, 4),
         "kb_id" => (KbId, 0),
         "gen_ai.data_source.id" => (KbId, 1),
         "embedding_model" => (EmbeddingModel, 0),
@@ -136,16 +158,28 @@ well_known_names! {
         "collection_name" => (CollectionName, 0),
         "input_preview" => (InputPreview, 0),
         "input.value" => (InputPreview, 1),
+        "gen_ai.input.messages" => (InputPreview, 2),
+        "gen_ai.prompt" => (InputPreview, 3),
+        "gen_ai.tool.call.arguments" => (InputPreview, 4),
+        "langfuse.input" => (InputPreview, 5),
+        "langfuse.observation.input" => (InputPreview, 6),
         "output_preview" => (OutputPreview, 0),
         "output.value" => (OutputPreview, 1),
+        "gen_ai.output.messages" => (OutputPreview, 2),
+        "gen_ai.completion" => (OutputPreview, 3),
+        "gen_ai.tool.call.result" => (OutputPreview, 4),
+        "langfuse.output" => (OutputPreview, 5),
+        "langfuse.observation.output" => (OutputPreview, 6),
         "error" => (Error, 0),
         "exception" => (Error, 1),
         "error_type" => (ErrorType, 0),
         "error.type" => (ErrorType, 1),
         "exception.type" => (ErrorType, 2),
+        "gen_ai.tool.error.type" => (ErrorType, 3),
         "error_message" => (ErrorMessage, 0),
         "error.message" => (ErrorMessage, 1),
         "exception.message" => (ErrorMessage, 2),
+        "otel.status_description" => (ErrorMessage, 3),
         "message" => (Message, 0),
         "role" => (Role, 0),
         "gen_ai.message.role" => (Role, 1),
@@ -168,6 +202,15 @@ well_known_names! {
         "vectors_generated" => (VectorsGenerated, 0),
         "retryable" => (Retryable, 0),
         "retry_count" => (RetryCount, 0),
+        "otel.name" => (OtelName, 0),
+        "otel.status_code" => (OtelStatus, 0),
+        "otel.kind" => (Transport, 0),
+        "server.address" => (Transport, 1),
+        "server.port" => (Transport, 2),
+        "langfuse.usage" => (UsageJson, 0),
+        "langfuse.observation.usage_details" => (UsageJson, 1),
+        "gen_ai.system_instructions" => (SystemInstructions, 0),
+        "gen_ai.tool.definitions" => (ToolDefinitions, 0),
 }
 
 /// For each first byte (ASCII), a bit per length (lengths of 63 and more share bit 63) that
@@ -400,6 +443,21 @@ impl Fields {
         Some(self.entries.remove(i).1)
     }
 
+    /// A slot's value and the rank of the alias it was recorded under.
+    pub fn get_ranked(&self, slot: Slot) -> Option<(u8, &Val)> {
+        self.entries[..self.known]
+            .iter()
+            .find_map(|(k, v)| match k {
+                Key::Known(s, rank) if *s == slot => Some((*rank, v)),
+                _ => None,
+            })
+    }
+
+    /// A field kept in metadata, by name.
+    pub fn extra(&self, name: &str) -> Option<&Val> {
+        self.extras().find_map(|(n, v)| (n == name).then_some(v))
+    }
+
     pub fn has(&self, slot: Slot) -> bool {
         self.position(slot).is_some()
     }
@@ -448,7 +506,7 @@ impl Fields {
             matches!(
                 k,
                 Key::Known(
-                    Slot::PromptTokens | Slot::CompletionTokens | Slot::CostUsd,
+                    Slot::PromptTokens | Slot::CompletionTokens | Slot::CostUsd | Slot::UsageJson,
                     _
                 )
             )

@@ -5,6 +5,7 @@
 //! `global_default.rs`, `health.rs` and `warnings.rs` install a global subscriber, and
 //! `writer_priority.rs` reads the nice value of every writer thread of the process.
 
+mod conventions;
 mod hostile_input;
 mod layer;
 mod partitions;

@@ -126,7 +126,8 @@ where
             return;
         }
         let span = ctx.event_span(event);
-        if span.is_none() && matches!(kind, EventKind::Error | EventKind::Attach) {
+        if span.is_none() && matches!(kind, EventKind::Fill | EventKind::Error | EventKind::Attach)
+        {
             // Outside any span there is nothing to attach to: left out.
             return;
         }
@@ -140,6 +141,16 @@ where
                     self.on_chat_event(fields, data);
                 } else {
                     self.on_document_event(fields, data);
+                }
+            }
+            EventKind::Fill => {
+                let Some(span) = span else { return };
+                // The event's own message is not one of the call's fields.
+                let _ = fields.take(Slot::Message);
+                let mut ext = span.extensions_mut();
+                if let Some(data) = ext.get_mut::<SpanData>() {
+                    data.apply_ids(Some(&fields));
+                    data.captured.fields.merge(fields);
                 }
             }
             EventKind::Error => {

@@ -1,6 +1,6 @@
-//! What an event is for the layer (a chat message, a document event, a span's error, an event
-//! to attach, or nothing), judged from its level and field names before any value is
-//! formatted.
+//! What an event is for the layer (a chat message, a document event, a call's fields for its
+//! span, a span's error, an event to attach, or nothing), judged from its level and field
+//! names before any value is formatted.
 
 use tracing::level_filters::LevelFilter;
 use tracing::{Event, Level};
@@ -13,6 +13,10 @@ use crate::model::fields::{Slot, slot_of};
 pub(super) enum EventKind {
     Chat,
     Document,
+    /// The fields of a call reported on an event inside its span, in the Langfuse convention
+    /// (`langfuse.model`, `langfuse.usage`, `langfuse.input`...): they fill the span's columns,
+    /// at any level the layer sees.
+    Fill,
     Error,
     Attach,
     Ignore,
@@ -25,8 +29,13 @@ pub(super) fn event_kind(event: &Event<'_>, attach: LevelFilter) -> EventKind {
     let mut document = false;
     let mut event_type = false;
     let mut error = false;
+    let mut fill = false;
     for field in meta.fields() {
-        match slot_of(field.name()) {
+        let name = field.name();
+        let slot = slot_of(name);
+        // Only well-known names are looked at twice: the Langfuse ones all are.
+        fill |= slot.is_some() && name.starts_with("langfuse.");
+        match slot {
             Some((Slot::Role, _)) => role = true,
             Some((Slot::Content, _)) => content = true,
             Some((Slot::DocumentId, _)) => document = true,
@@ -39,6 +48,8 @@ pub(super) fn event_kind(event: &Event<'_>, attach: LevelFilter) -> EventKind {
         EventKind::Chat
     } else if document && event_type {
         EventKind::Document
+    } else if fill {
+        EventKind::Fill
     } else if error || *meta.level() == Level::ERROR {
         EventKind::Error
     } else if attach >= *meta.level() {
