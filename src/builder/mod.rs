@@ -284,6 +284,14 @@ impl Builder {
         self
     }
 
+    /// Whether the OpenTelemetry bridge's transport fields (`otel.kind`, `server.address`,
+    /// `server.port`, as genai and other OTel-style instrumentation set them) are kept in a
+    /// span's `metadata`. Default `false`: metadata holds what your code put there.
+    pub fn otel_transport_fields(mut self, keep: bool) -> Self {
+        self.map.otel_transport_fields = keep;
+        self
+    }
+
     /// Prices used to compute the cost of spans that report tokens but no cost (stored with
     /// `cost_source = 'computed'`). Default [`PriceTable::bundled`]; pass
     /// `PriceTable::bundled().with(...)` to add or override models, or

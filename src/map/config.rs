@@ -17,6 +17,9 @@ pub(crate) struct MapConfig {
     /// Whether every span (not only root spans) is written as `in_progress` when it starts:
     /// a closed span's row then meets its start row, so it cannot be a plain `COPY`.
     pub span_starts: bool,
+    /// Whether the OpenTelemetry bridge's transport fields (`otel.kind`, `server.address`,
+    /// `server.port`) are kept in `metadata`; by default they are left out.
+    pub otel_transport_fields: bool,
 }
 
 impl Default for MapConfig {
@@ -26,6 +29,7 @@ impl Default for MapConfig {
             limits: TextLimits::default(),
             prices: PriceTable::bundled(),
             span_starts: false,
+            otel_transport_fields: false,
         }
     }
 }

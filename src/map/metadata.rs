@@ -24,6 +24,8 @@ pub(crate) struct Metadata<'a> {
     pub limits: &'a TextLimits,
     /// The callsite's name, kept as `callsite_name` when `otel.name` gave the row its name.
     pub callsite: &'static str,
+    /// Whether `otel.kind`, `server.address` and `server.port` are kept.
+    pub otel_transport_fields: bool,
     /// The span's fields as captured.
     pub fields: &'a Fields,
     /// Events attached to the span, as JSON (cleaned when attached).
@@ -82,6 +84,10 @@ impl<'a> Metadata<'a> {
         for (name, v) in self.fields.extras() {
             // OpenInference's flattened messages became the previews.
             if name.starts_with("llm.") && is_flattened_message(name) {
+                continue;
+            }
+            // The OpenTelemetry bridge's transport details: kept only when asked for.
+            if !self.otel_transport_fields && is_transport_field(name) {
                 continue;
             }
             let key = match clean_static(name, l.label) {
@@ -167,6 +173,11 @@ impl<'a> Metadata<'a> {
         }
         m
     }
+}
+
+/// Whether a field is one of the OpenTelemetry bridge's transport details.
+fn is_transport_field(name: &str) -> bool {
+    matches!(name, "otel.kind" | "server.address" | "server.port")
 }
 
 /// Writes a field's value as [`Val::into_clean_json`] would have it, without building a value

@@ -41,6 +41,7 @@ fn metadata_written_as_text_equals_metadata_built_as_a_value() {
     let metadata = Metadata {
         limits: &limits,
         callsite: "callsite",
+        otel_transport_fields: false,
         fields: &fields,
         events: &events,
         events_dropped: 2,

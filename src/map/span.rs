@@ -26,8 +26,9 @@ pub(crate) struct ClosedSpan {
     /// The row; its `metadata` is `Null` until [`into_row`](Self::into_row) unless `captured`
     /// is `None`.
     pub row: SpanRow,
-    /// What the metadata is made of, and the limits it is cut to.
-    captured: Option<(TextLimits, Box<CapturedSpan>)>,
+    /// What the metadata is made of, the limits it is cut to, and whether the transport
+    /// fields are kept.
+    captured: Option<(TextLimits, bool, Box<CapturedSpan>)>,
 }
 
 impl ClosedSpan {
@@ -42,7 +43,9 @@ impl ClosedSpan {
     /// The span's metadata, as JSON text.
     pub(crate) fn write_metadata(&self, buf: &mut Vec<u8>) {
         match &self.captured {
-            Some((limits, span)) => metadata_of(limits, span).write_json(buf),
+            Some((limits, transport, span)) => {
+                metadata_of(limits, *transport, span).write_json(buf);
+            }
             None if self.row.metadata.is_null() => buf.extend_from_slice(b"{}"),
             // Writing into a Vec cannot fail.
             None => {
@@ -54,15 +57,19 @@ impl ClosedSpan {
     /// The complete row, its metadata as a JSON value.
     pub(crate) fn into_row(self) -> SpanRow {
         let mut row = self.row;
-        if let Some((limits, span)) = &self.captured {
-            row.metadata = Value::Object(metadata_of(limits, span).to_map());
+        if let Some((limits, transport, span)) = &self.captured {
+            row.metadata = Value::Object(metadata_of(limits, *transport, span).to_map());
         }
         row
     }
 }
 
 /// The metadata of a captured span.
-fn metadata_of<'a>(limits: &'a TextLimits, span: &'a CapturedSpan) -> Metadata<'a> {
+fn metadata_of<'a>(
+    limits: &'a TextLimits,
+    otel_transport_fields: bool,
+    span: &'a CapturedSpan,
+) -> Metadata<'a> {
     let (events, events_dropped) = span
         .rare
         .as_ref()
@@ -70,6 +77,7 @@ fn metadata_of<'a>(limits: &'a TextLimits, span: &'a CapturedSpan) -> Metadata<'
     Metadata {
         limits,
         callsite: span.head.name,
+        otel_transport_fields,
         fields: &span.fields,
         events,
         events_dropped,
@@ -80,7 +88,7 @@ fn metadata_of<'a>(limits: &'a TextLimits, span: &'a CapturedSpan) -> Metadata<'
 pub(crate) fn closed_span(config: &MapConfig, span: Box<CapturedSpan>) -> ClosedSpan {
     ClosedSpan {
         row: span_columns(config, &span),
-        captured: Some((config.limits, span)),
+        captured: Some((config.limits, config.otel_transport_fields, span)),
     }
 }
 

@@ -6,7 +6,7 @@ use std::borrow::Cow;
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
-use super::config::Scope;
+use super::config::{MapConfig, Scope};
 use super::metadata::Metadata;
 use super::span::{display_name, outcome};
 use crate::model::fields::Slot;
@@ -57,12 +57,13 @@ pub(crate) type Totals = (i64, i64, Option<i64>);
 /// The finished row of a root span's trace, closed now (while its thread panics, when
 /// `panicking`), with the trace's `totals`.
 pub(crate) fn root_end(
-    l: &TextLimits,
+    config: &MapConfig,
     span: &CapturedSpan,
     scope: &Scope<'_>,
     (prompt, completion, cost): Totals,
     panicking: bool,
 ) -> TraceRow {
+    let l = &config.limits;
     let mut row = root_row(l, span, scope, Some(Utc::now()));
     let rare = span.rare.as_deref();
     let (status, error_type, error_message) =
@@ -78,6 +79,7 @@ pub(crate) fn root_end(
     let mut metadata = Metadata {
         limits: l,
         callsite: span.head.name,
+        otel_transport_fields: config.otel_transport_fields,
         fields: &span.fields,
         events: rare.map_or(&[][..], |r| &r.events[..]),
         events_dropped: rare.map_or(0, |r| r.events_dropped),

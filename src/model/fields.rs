@@ -68,8 +68,6 @@ pub(crate) enum Slot {
     OtelName,
     /// The OpenTelemetry status (`otel.status_code`: `ok`, `error`, `unset`).
     OtelStatus,
-    /// Transport details of the OpenTelemetry bridge (`otel.kind`, `server.*`): not stored.
-    Transport,
     /// Token usage as a JSON object in a string (`langfuse.usage`).
     UsageJson,
     /// A request's system instructions: kept in metadata, cut to a preview's length.
@@ -204,9 +202,6 @@ well_known_names! {
         "retry_count" => (RetryCount, 0),
         "otel.name" => (OtelName, 0),
         "otel.status_code" => (OtelStatus, 0),
-        "otel.kind" => (Transport, 0),
-        "server.address" => (Transport, 1),
-        "server.port" => (Transport, 2),
         "langfuse.usage" => (UsageJson, 0),
         "langfuse.observation.usage_details" => (UsageJson, 1),
         "gen_ai.system_instructions" => (SystemInstructions, 0),

@@ -431,3 +431,24 @@ async fn the_bundled_prices_are_the_default_and_can_be_overridden_or_removed() {
             .all(|(_, cost, source)| cost.is_none() && source.is_none())
     );
 }
+
+#[tokio::test]
+async fn transport_fields_are_kept_only_when_asked_for() {
+    let (db, guard, dispatch) = setup(|b| b.otel_transport_fields(true)).await;
+    tracing::dispatcher::with_default(&dispatch, || {
+        let _root = tracing::info_span!("request").entered();
+        drop(tracing::info_span!(
+            "genai.chat",
+            "otel.kind" = "client",
+            "server.address" = "api.openai.com",
+            "server.port" = 443_i64,
+            "gen_ai.request.model" = "gpt-4o-mini",
+        ));
+    });
+    assert!(guard.flush(FLUSH));
+    let meta: Value = span(&db.pool, "genai.chat").await.get("metadata");
+    assert_eq!(
+        meta,
+        json!({"otel.kind": "client", "server.address": "api.openai.com", "server.port": 443})
+    );
+}

@@ -148,7 +148,7 @@ impl PostgresLayer {
     fn close_root(&self, data: SpanData, counts: bool) {
         self.add_usage(&data, counts);
         let row = map::root_end(
-            self.limits(),
+            self.map_config(),
             &data.captured,
             &data.scope(),
             data.state.totals.snapshot(),
