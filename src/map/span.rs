@@ -102,6 +102,9 @@ fn span_columns(config: &MapConfig, raw: &CapturedSpan) -> SpanRow {
         DateTime::<Utc>::from(raw.head.ended_at),
     );
     let (prompt, completion, cost, cost_source) = usage(config, f);
+    // OpenInference's flattened messages, looked for once: most spans have none, and the
+    // search for them walks every metadata field.
+    let flat = f.extras().any(|(name, _)| name.starts_with("llm."));
     let (status, error_type, error_message) = outcome(error, f, raw.head.panicking);
     SpanRow {
         id: raw.head.id,
@@ -138,9 +141,9 @@ fn span_columns(config: &MapConfig, raw: &CapturedSpan) -> SpanRow {
         collection_name: f
             .text(Slot::CollectionName)
             .map(|s| clean_text(&s, l.label)),
-        input_preview: preview(f, Slot::InputPreview, Side::Input)
+        input_preview: preview(f, Slot::InputPreview, Side::Input, flat)
             .map(|s| clean_owned(s, l.preview)),
-        output_preview: preview(f, Slot::OutputPreview, Side::Output)
+        output_preview: preview(f, Slot::OutputPreview, Side::Output, flat)
             .map(|s| clean_owned(s, l.preview)),
         metadata: Value::Null,
         start_sent: config.span_starts,
@@ -166,14 +169,15 @@ pub(crate) fn display_name(l: &TextLimits, raw: &CapturedSpan) -> Cow<'static, s
 /// A preview: the spec's own field as given; a convention's message list or JSON value read
 /// for its readable text (the last user message, the answer); else OpenInference's flattened
 /// messages.
-fn preview(f: &Fields, slot: Slot, side: Side) -> Option<String> {
+fn preview(f: &Fields, slot: Slot, side: Side, flat: bool) -> Option<String> {
     match f.get_ranked(slot) {
         Some((0, v)) => Some(v.to_text()),
         Some((_, v)) => Some(match v.as_str() {
             Some(text) => readable(text, side),
             None => v.to_text(),
         }),
-        None => flattened(f, side),
+        None if flat => flattened(f, side),
+        None => None,
     }
 }
 
