@@ -38,6 +38,7 @@ pub use model::money::micros_to_decimal;
 pub use model::prices::PriceTable;
 pub use model::sanitize::{JSON_TOO_DEEP, TextLimits};
 pub use model::stats::Stats;
+pub use model::traceparent::{TraceParent, TraceParentError};
 pub use partitions::{PartitionPolicy, PartitionStep};
 pub use rust_decimal::Decimal;
 pub use uuid::Uuid;

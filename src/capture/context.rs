@@ -8,6 +8,7 @@ use uuid::Uuid;
 use super::span_data::{SpanData, WithContext};
 use super::trace_state::TraceState;
 use crate::model::ids::{SpanId, TraceId};
+use crate::model::traceparent::TraceParent;
 
 /// The context an explicit provider call runs in: which trace, which span is current (the
 /// parent of new spans), and who the request is for.
@@ -62,6 +63,19 @@ impl TraceContext {
         }
     }
 
+    /// The W3C `traceparent` of this context's current span, to send with an outgoing request
+    /// or a queued job: `00-<trace id>-<span id>-01`, the ids as stored (`traces.trace_id`, and
+    /// `spans.span_id`, or the trace id's last 16 hex digits when the current span is the
+    /// root). Inside instrumented code, `TraceContext::current()` gives the current span's.
+    ///
+    /// Only the header's text so far: a process receiving it does not yet join this trace
+    /// (see `docs/propagation.md`).
+    pub fn traceparent(&self) -> TraceParent {
+        TraceParent::of_span(
+            self.trace_id,
+            self.span_id.unwrap_or(SpanId(self.trace_id.0)),
+        )
+    }
     /// Tells the instrumented span this context came from that usage was reported below it,
     /// so its own usage is not counted a second time.
     pub(crate) fn mark_usage_below(&self) {

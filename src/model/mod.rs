@@ -14,4 +14,5 @@ pub(crate) mod record;
 pub(crate) mod rows;
 pub(crate) mod sanitize;
 pub(crate) mod stats;
+pub(crate) mod traceparent;
 pub(crate) mod values;

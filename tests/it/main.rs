@@ -9,6 +9,7 @@ mod conventions;
 mod hostile_input;
 mod layer;
 mod partitions;
+mod propagation;
 mod provider;
 mod query;
 mod scale_out;
