@@ -118,6 +118,7 @@ impl TraceParent {
         if b.len() < V00_LEN {
             return Err(TraceParentError::Length);
         }
+        // Every index below is under 55, the length just checked.
         if [2, 35, 52].iter().any(|&i| b[i] != b'-') {
             return Err(TraceParentError::Separator);
         }
@@ -154,12 +155,9 @@ impl TraceParent {
     /// The value for a span of ours: its trace, and its id's last 8 bytes (the `spans.span_id`
     /// column), sampled.
     pub fn of_span(trace_id: TraceId, span_id: SpanId) -> Self {
-        let bytes = span_id.0.as_bytes();
-        let mut parent_id = [0u8; 8];
-        parent_id.copy_from_slice(&bytes[8..]);
         Self {
             trace_id,
-            parent_id,
+            parent_id: span_id.0.as_u64_pair().1.to_be_bytes(),
             flags: 0x01,
         }
     }
