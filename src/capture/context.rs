@@ -2,13 +2,14 @@
 //! span's is found.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use uuid::Uuid;
 
 use super::span_data::{SpanData, WithContext};
 use super::trace_state::TraceState;
 use crate::model::ids::{SpanId, TraceId};
-use crate::model::traceparent::TraceParent;
+use crate::model::traceparent::{TraceParent, valid_tracestate};
 
 /// The context an explicit provider call runs in: which trace, which span is current (the
 /// parent of new spans), and who the request is for.
@@ -64,18 +65,77 @@ impl TraceContext {
     }
 
     /// The W3C `traceparent` of this context's current span, to send with an outgoing request
-    /// or a queued job: `00-<trace id>-<span id>-01`, the ids as stored (`traces.trace_id`, and
-    /// `spans.span_id`, or the trace id's last 16 hex digits when the current span is the
-    /// root). Inside instrumented code, `TraceContext::current()` gives the current span's.
+    /// or a queued job: `00-<trace id>-<span id>-<flags>`, the ids as stored (`traces.trace_id`,
+    /// and `spans.span_id`, or the trace id's last 16 hex digits when the current span is the
+    /// root). The flags are those that came in with a remote parent, else `01` (sampled).
+    /// Inside instrumented code, `TraceContext::current()` gives the current span's.
     ///
-    /// Only the header's text so far: a process receiving it does not yet join this trace
-    /// (see `docs/propagation.md`).
+    /// A process that continues the trace from this value ([`TraceContext::from_traceparent`],
+    /// or a root span's `traceparent` field) adds its rows, and its usage, to this trace.
+    /// Calling this marks the trace as crossing processes: its row's totals are then the sum of
+    /// every process's share (see "Across services" in the README).
     pub fn traceparent(&self) -> TraceParent {
-        TraceParent::of_span(
+        self.state.distributed.store(true, Ordering::Relaxed);
+        let mut tp = TraceParent::of_span(
             self.trace_id,
             self.span_id.unwrap_or(SpanId(self.trace_id.0)),
-        )
+        );
+        if let Some(remote) = &self.state.remote {
+            tp.flags = remote.flags;
+        }
+        tp
     }
+
+    /// A context continuing the trace of a `traceparent` header value from another process:
+    /// rows logged with it carry that trace's id, and spans started with it are children of
+    /// the remote span. `None` for a value that is not a valid version-`00`-compatible
+    /// `traceparent` ([`TraceParent::parse`] says why); never a panic.
+    ///
+    /// This process writes no `traces` row for the trace (its origin does), so `start_trace`
+    /// and `end_trace` are refused with it. The usage of each call logged with it is written
+    /// as this process's share of the trace's totals.
+    pub fn from_traceparent(value: &str) -> Option<TraceContext> {
+        let tp = TraceParent::parse(value).ok()?;
+        Some(Self::joining(tp))
+    }
+
+    /// A context continuing the remote trace `tp` (see [`from_traceparent`](Self::from_traceparent)).
+    pub fn joining(tp: TraceParent) -> TraceContext {
+        let parent = tp.parent_uuid();
+        TraceContext {
+            trace_id: tp.trace_id,
+            // A remote root is the trace id itself: its children have no parent span, as the
+            // children of a root here have none.
+            span_id: (parent != tp.trace_id.0).then_some(SpanId(parent)),
+            user_id: None,
+            session_id: None,
+            kb_id: None,
+            state: Arc::new(TraceState::joined(tp)),
+            origin: None,
+        }
+    }
+
+    /// Keeps the `tracestate` header value that came with this context's `traceparent`, to be
+    /// given back unchanged by [`tracestate`](Self::tracestate). A value longer than 512 bytes
+    /// or with characters outside printable ASCII is not a `tracestate` and is left out; so is
+    /// one given after another.
+    pub fn with_tracestate(self, value: &str) -> Self {
+        if let Some(v) = valid_tracestate(value) {
+            let _ = self.state.tracestate.set(v.to_owned());
+        }
+        self
+    }
+
+    /// The `tracestate` that came in with this trace's context, to send on unchanged.
+    pub fn tracestate(&self) -> Option<&str> {
+        self.state.tracestate.get().map(String::as_str)
+    }
+
+    /// Whether this context continues a trace that another process started.
+    pub fn is_remote(&self) -> bool {
+        self.state.remote.is_some()
+    }
+
     /// Tells the instrumented span this context came from that usage was reported below it,
     /// so its own usage is not counted a second time.
     pub(crate) fn mark_usage_below(&self) {
@@ -130,21 +190,26 @@ impl TraceContext {
     ///
     /// `None` outside any span, or when no `PostgresLayer` is installed.
     pub fn current() -> Option<TraceContext> {
-        tracing::Span::current()
-            .with_subscriber(|(id, dispatch)| {
-                let hook = *dispatch.downcast_ref::<WithContext>()?;
-                let mut out = None;
-                (hook.0)(dispatch, id, &mut |data| {
-                    let mut ctx = Self::of_span(data);
-                    ctx.origin = Some(Origin {
-                        id: id.clone(),
-                        dispatch: dispatch.clone(),
-                        hook,
-                    });
-                    out = Some(ctx);
+        Self::of(&tracing::Span::current())
+    }
+
+    /// The context of `span`, as [`current`](Self::current) gives the current span's: `None`
+    /// for a disabled span, or when no `PostgresLayer` records it.
+    pub fn of(span: &tracing::Span) -> Option<TraceContext> {
+        span.with_subscriber(|(id, dispatch)| {
+            let hook = *dispatch.downcast_ref::<WithContext>()?;
+            let mut out = None;
+            (hook.0)(dispatch, id, &mut |data| {
+                let mut ctx = Self::of_span(data);
+                ctx.origin = Some(Origin {
+                    id: id.clone(),
+                    dispatch: dispatch.clone(),
+                    hook,
                 });
-                out
-            })
-            .flatten()
+                out = Some(ctx);
+            });
+            out
+        })
+        .flatten()
     }
 }

@@ -7,6 +7,7 @@ mod handle;
 pub(crate) mod layer;
 pub(crate) mod provider;
 mod span_data;
+mod span_ext;
 mod trace_state;
 
 pub use context::TraceContext;
@@ -14,3 +15,4 @@ pub(crate) use handle::Handle;
 pub(crate) use layer::LayerConfig;
 pub use layer::PostgresLayer;
 pub use provider::{ObservabilityProvider, PostgresProvider};
+pub use span_ext::SpanExt;

@@ -30,6 +30,12 @@ pub(crate) struct SpanData {
     /// A span below this one (or an explicit call made in it) reported token usage: this
     /// span's own usage is then not added to the trace (see the roll-up rule).
     pub(crate) usage_below: bool,
+    /// This span continues a remote trace in this process (its parent is in another one): at
+    /// its close it writes this process's share of the trace's usage.
+    pub(crate) joined_top: bool,
+    /// A root declared with a `traceparent` field not yet recorded: its start row waits, since
+    /// the span may still join a remote trace (then it has no `traces` row here at all).
+    pub(crate) start_pending: bool,
 }
 
 impl SpanData {

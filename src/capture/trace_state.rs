@@ -2,14 +2,15 @@
 //! [`TraceContext`](crate::TraceContext): its header, running totals and open explicit spans.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Mutex, OnceLock};
 
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use crate::model::kinds::{OperationType, SpanType};
 use crate::model::rows::Text;
+use crate::model::traceparent::TraceParent;
 
 /// What a trace needs to remember between its start and its end, shared by every clone of its
 /// [`TraceContext`]: its header, its running token and cost totals, and the spans opened with
@@ -18,9 +19,32 @@ use crate::model::rows::Text;
 pub(crate) struct TraceState {
     pub(crate) header: Mutex<Option<TraceHeader>>,
     /// Set by the first `end_trace`: a second one is refused.
-    pub(crate) ended: std::sync::atomic::AtomicBool,
+    pub(crate) ended: AtomicBool,
     pub(crate) totals: Totals,
     pub(crate) open_spans: Mutex<HashMap<Uuid, OpenSpan>>,
+    /// The `traceparent` this process's part of the trace came in with: set for a trace that
+    /// another process started, whose `traces` row is that process's to write.
+    pub(crate) remote: Option<TraceParent>,
+    /// The `tracestate` that came with [`remote`](Self::remote), given back unchanged.
+    pub(crate) tracestate: OnceLock<String>,
+    /// The trace's context was handed out (`traceparent()`): other processes may add parts
+    /// to it, so its origin writes its own part and its row's totals are the parts' sum.
+    pub(crate) distributed: AtomicBool,
+}
+
+impl TraceState {
+    /// The state of this process's part of a remote trace.
+    pub(crate) fn joined(remote: TraceParent) -> Self {
+        Self {
+            remote: Some(remote),
+            ..Self::default()
+        }
+    }
+
+    /// Whether the trace's context was handed out to other processes.
+    pub(crate) fn is_distributed(&self) -> bool {
+        self.distributed.load(Ordering::Relaxed)
+    }
 }
 
 /// The fields given to `start_trace`, kept so `end_trace` can write the full row.
@@ -52,7 +76,7 @@ pub(crate) struct Totals {
     pub(crate) prompt_tokens: AtomicI64,
     pub(crate) completion_tokens: AtomicI64,
     pub(crate) cost_micros: AtomicI64,
-    pub(crate) has_cost: std::sync::atomic::AtomicBool,
+    pub(crate) has_cost: AtomicBool,
 }
 
 impl Totals {

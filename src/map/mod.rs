@@ -26,11 +26,11 @@ pub(crate) use inputs::{
 pub(crate) use metadata::parse_uuid;
 pub(crate) use span::ClosedSpan;
 pub(crate) use span_type::span_type;
-pub(crate) use trace::{root_end, root_start};
+pub(crate) use trace::{origin_part, part, root_end, root_start};
 pub(crate) use usage::usage;
 
 use crate::model::record::Record;
-use crate::model::rows::{ChatMessageRow, DocumentEventRow, SpanRow, TraceRow};
+use crate::model::rows::{ChatMessageRow, DocumentEventRow, PartRow, SpanRow, TraceRow};
 
 /// What a queued record becomes.
 ///
@@ -46,6 +46,7 @@ pub(crate) enum Mapped {
     Closed(ClosedSpan),
     Chat(Box<ChatMessageRow>),
     Document(Box<DocumentEventRow>),
+    Part(Box<PartRow>),
 }
 
 impl Mapped {
@@ -58,6 +59,7 @@ impl Mapped {
             Mapped::Closed(c) => Record::Span(Box::new(c.into_row())),
             Mapped::Chat(r) => Record::Chat(r),
             Mapped::Document(r) => Record::Document(r),
+            Mapped::Part(r) => Record::Part(r),
         }
     }
 }
@@ -69,6 +71,7 @@ pub(crate) fn map(config: &MapConfig, record: Record) -> Mapped {
         Record::Span(r) => Mapped::Span(r),
         Record::Chat(r) => Mapped::Chat(r),
         Record::Document(r) => Mapped::Document(r),
+        Record::Part(r) => Mapped::Part(r),
         Record::Closed(span) => {
             let closed = span::closed_span(config, span);
             if config.span_starts {

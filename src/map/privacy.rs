@@ -88,7 +88,11 @@ fn drop_content(record: &mut Record) {
             }
         }
         // Mapped to a span row before the settings are applied (`Handle::push`).
-        Record::Trace(_) | Record::Document(_) | Record::Closed(_) | Record::Llm(_) => {}
+        Record::Trace(_)
+        | Record::Document(_)
+        | Record::Closed(_)
+        | Record::Llm(_)
+        | Record::Part(_) => {}
     }
 }
 
@@ -133,7 +137,7 @@ fn redact(record: &mut Record, r: &Redactor, limits: &TextLimits) {
             json(&mut d.metadata, &text);
         }
         // Mapped to a span row before the settings are applied (`Handle::push`).
-        Record::Closed(_) | Record::Llm(_) => {}
+        Record::Closed(_) | Record::Llm(_) | Record::Part(_) => {}
     }
 }
 

@@ -5,6 +5,7 @@ use std::borrow::Cow;
 
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
+use uuid::Uuid;
 
 use super::config::{MapConfig, Scope};
 use super::metadata::Metadata;
@@ -12,7 +13,7 @@ use super::span::{display_name, outcome};
 use crate::model::fields::Slot;
 use crate::model::money::money_in_range;
 use crate::model::record::CapturedSpan;
-use crate::model::rows::TraceRow;
+use crate::model::rows::{PartRow, TraceRow};
 use crate::model::sanitize::{TextLimits, clean_owned, clean_static, clean_text};
 use crate::model::values::millis_between;
 
@@ -94,4 +95,34 @@ pub(crate) fn root_end(
     }
     row.metadata = Value::Object(metadata);
     row
+}
+
+/// One process's share of a distributed trace's usage: `totals` as the trace's running
+/// totals give them (prompt and completion tokens, cost in micro-dollars where any was given).
+pub(crate) fn part(
+    trace_id: Uuid,
+    part_id: Uuid,
+    started_at: DateTime<Utc>,
+    (prompt, completion, cost): (i64, i64, Option<i64>),
+) -> PartRow {
+    PartRow {
+        trace_id,
+        part_id,
+        started_at,
+        prompt_tokens: prompt.max(0),
+        completion_tokens: completion.max(0),
+        cost_micros: cost.map(|c| c.max(0)),
+    }
+}
+
+/// The origin's share of a trace that crossed processes, from its finished row (the totals
+/// it would have stored alone), and the row marked to take the sum of every share instead.
+pub(crate) fn origin_part(row: &mut TraceRow) -> PartRow {
+    row.recount = true;
+    let own = (
+        row.prompt_tokens.unwrap_or(0),
+        row.completion_tokens.unwrap_or(0),
+        row.total_cost_micros,
+    );
+    part(row.id, row.id, row.started_at, own)
 }

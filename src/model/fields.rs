@@ -74,6 +74,11 @@ pub(crate) enum Slot {
     SystemInstructions,
     /// The tools offered to a model: kept in metadata, cut to a preview's length.
     ToolDefinitions,
+    /// A root span's remote parent, as a W3C `traceparent` value: read when the span starts
+    /// (or is recorded before its first child), not stored.
+    TraceParent,
+    /// The W3C `tracestate` that came with the `traceparent`: passed on, not stored.
+    TraceState,
 }
 
 /// The well-known names: the slot each fills and its rank (0 = the spec's own name). One list
@@ -206,6 +211,8 @@ well_known_names! {
         "langfuse.observation.usage_details" => (UsageJson, 1),
         "gen_ai.system_instructions" => (SystemInstructions, 0),
         "gen_ai.tool.definitions" => (ToolDefinitions, 0),
+        "traceparent" => (TraceParent, 0),
+        "tracestate" => (TraceState, 0),
 }
 
 /// For each first byte (ASCII), a bit per length (lengths of 63 and more share bit 63) that

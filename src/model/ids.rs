@@ -124,6 +124,27 @@ pub(crate) fn v7_at(at: SystemTime) -> Uuid {
     Builder::from_unix_timestamp_millis(ms, &bytes).into_uuid()
 }
 
+/// The id of a span inside trace `trace`, made at `at`: the trace id's first 8 bytes, then 8
+/// random bytes (never all zero). A W3C span id is those last 8 bytes, so a process that
+/// receives `(trace id, span id)` in a `traceparent` rebuilds the span's stored id exactly; a
+/// trace's root is the trace id itself, which follows the same rule.
+///
+/// Not time-ordered: nothing orders spans by id (their key leads with the trace id).
+pub(crate) fn span_in(trace: Uuid, at: SystemTime) -> Uuid {
+    let since = at.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let now_ms = since
+        .as_secs()
+        .saturating_mul(1_000)
+        .saturating_add(u64::from(since.subsec_millis()));
+    let mut generator = GENERATOR.take().unwrap_or_else(Generator::seeded);
+    // Advanced as for an id, for its once-a-millisecond check for a fork.
+    let _ = generator.next(now_ms);
+    let random = generator.rng.next_u64();
+    GENERATOR.set(Some(generator));
+    let (high, _) = trace.as_u64_pair();
+    Uuid::from_u64_pair(high, random.max(1))
+}
+
 /// A UUIDv7 for now.
 pub(crate) fn v7_now() -> Uuid {
     v7_at(SystemTime::now())
@@ -153,9 +174,15 @@ impl TraceId {
 }
 
 impl SpanId {
-    /// A new time-ordered span id.
+    /// A new time-ordered span id, not tied to a trace. Spans the provider starts take
+    /// [`SpanId::in_trace`] instead, so their W3C span id identifies them in their trace.
     pub fn new() -> Self {
         Self(v7_now())
+    }
+    /// A new id for a span of `trace`: the trace id's first 8 bytes, then 8 random ones (the
+    /// W3C span id, printed by `Display`).
+    pub fn in_trace(trace: TraceId) -> Self {
+        Self(span_in(trace.0, SystemTime::now()))
     }
     /// The id as a UUID.
     pub fn as_uuid(&self) -> Uuid {
@@ -218,6 +245,21 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+
+    #[test]
+    fn a_span_id_starts_with_its_trace_id_and_its_w3c_half_is_random() {
+        let trace = v7_now();
+        let at = SystemTime::now();
+        let ids: HashSet<Uuid> = (0..10_000).map(|_| span_in(trace, at)).collect();
+        assert_eq!(ids.len(), 10_000);
+        for id in &ids {
+            assert_eq!(id.as_u64_pair().0, trace.as_u64_pair().0);
+            assert_ne!(id.as_u64_pair().1, 0);
+            assert_ne!(*id, trace);
+        }
+        let span = SpanId::in_trace(TraceId(trace));
+        assert_eq!(span.0.as_bytes()[..8], trace.as_bytes()[..8]);
+    }
 
     #[test]
     fn ids_carry_the_given_time_and_increase_on_one_thread() {

@@ -7,7 +7,7 @@ use uuid::Uuid;
 
 use super::fields::Fields;
 use super::inputs::LlmCall;
-use super::rows::{ChatMessageRow, DocumentEventRow, SpanRow, TraceRow};
+use super::rows::{ChatMessageRow, DocumentEventRow, PartRow, SpanRow, TraceRow};
 
 /// A record in the queue with its bytes as counted against the byte budget, counted once when
 /// it is queued so the writer releases exactly that much.
@@ -28,6 +28,8 @@ pub(crate) enum Record {
     Closed(Box<CapturedSpan>),
     /// A `log_llm_call` not yet mapped to its row: the writer maps it.
     Llm(Box<CapturedLlmCall>),
+    /// One process's share of a distributed trace's usage.
+    Part(Box<PartRow>),
 }
 
 impl Record {
@@ -73,6 +75,7 @@ impl Record {
             }
             Record::Closed(r) => r.approx_bytes(),
             Record::Llm(r) => r.approx_bytes(),
+            Record::Part(_) => std::mem::size_of::<PartRow>(),
             Record::Document(r) => {
                 std::mem::size_of::<DocumentEventRow>()
                     + r.event_type.len()

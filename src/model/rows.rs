@@ -34,6 +34,22 @@ pub(crate) struct TraceRow {
     /// For a finished row: whether a start row was queued before it. A finished row without a
     /// start cannot meet a stored row and is written by plain `COPY`.
     pub start_sent: bool,
+    /// The trace crossed processes: once this row is written, its totals are set to the sum
+    /// of the trace's parts (`trace_parts`), its own part queued before it included.
+    pub recount: bool,
+}
+
+/// A row of `observability.trace_parts`: one process's share of a distributed trace's usage.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct PartRow {
+    pub trace_id: Uuid,
+    /// The trace id for the trace's origin; the top span (or the call) that counted the usage
+    /// in a process that joined it.
+    pub part_id: Uuid,
+    pub started_at: DateTime<Utc>,
+    pub prompt_tokens: i64,
+    pub completion_tokens: i64,
+    pub cost_micros: Option<i64>,
 }
 
 /// A row of `observability.spans`.
@@ -105,6 +121,7 @@ impl Default for TraceRow {
             total_cost_micros: None,
             metadata: Value::Null,
             start_sent: false,
+            recount: false,
         }
     }
 }

@@ -21,6 +21,21 @@ const V00_LEN: usize = 55;
 /// not a trace context.
 pub(crate) const MAX_LEN: usize = 512;
 
+/// The longest `tracestate` kept: the W3C specification's limit for what a vendor must pass
+/// on.
+const MAX_TRACESTATE: usize = 512;
+
+/// A `tracestate` header value fit to be passed on (trimmed), or `None`: empty, longer than 512
+/// bytes, or with characters outside printable ASCII (a NUL, a line break, anything not
+/// ASCII). Its list members are not checked one by one: it is passed on as it came.
+pub(crate) fn valid_tracestate(value: &str) -> Option<&str> {
+    let value = value.trim_matches([' ', '\t']);
+    let ok = !value.is_empty()
+        && value.len() <= MAX_TRACESTATE
+        && value.bytes().all(|b| (0x20..0x7f).contains(&b));
+    ok.then_some(value)
+}
+
 /// A parsed `traceparent`: the trace, the parent span in the process that sent it, and the
 /// trace flags.
 ///
@@ -75,6 +90,24 @@ impl TraceParentError {
             Self::Version => "version",
             Self::ZeroTraceId => "zero_trace_id",
             Self::ZeroParentId => "zero_parent_id",
+        }
+    }
+}
+
+impl TraceParentError {
+    /// The reason counted (in the writer's rejections) when an instrumented span's
+    /// `traceparent` field is refused and the span starts a new trace instead.
+    pub(crate) fn rejection(self) -> &'static str {
+        match self {
+            Self::TooLong => "traceparent refused (longer than 512 bytes): a new trace was started",
+            Self::Length => "traceparent refused (wrong length): a new trace was started",
+            Self::Separator => "traceparent refused (bad separators): a new trace was started",
+            Self::NotLowerHex => "traceparent refused (not lowercase hex): a new trace was started",
+            Self::Version => "traceparent refused (version ff): a new trace was started",
+            Self::ZeroTraceId => "traceparent refused (all-zero trace id): a new trace was started",
+            Self::ZeroParentId => {
+                "traceparent refused (all-zero parent id): a new trace was started"
+            }
         }
     }
 }
@@ -160,6 +193,14 @@ impl TraceParent {
             parent_id: span_id.0.as_u64_pair().1.to_be_bytes(),
             flags: 0x01,
         }
+    }
+
+    /// The stored id of the parent span this value names: the trace id's first 8 bytes, then
+    /// the parent id (the rule of our span ids). Equal to the trace id when the parent is the
+    /// sender's root span.
+    pub fn parent_uuid(&self) -> Uuid {
+        let (high, _) = self.trace_id.0.as_u64_pair();
+        Uuid::from_u64_pair(high, u64::from_be_bytes(self.parent_id))
     }
 
     /// Whether the sender sampled the trace (flag bit 0). Recorded here either way.

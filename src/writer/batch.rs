@@ -8,7 +8,7 @@ use uuid::Uuid;
 use super::pg::encoded::EncodedSpans;
 use crate::map::{self, MapConfig, Mapped};
 use crate::model::record::Record;
-use crate::model::rows::{ChatMessageRow, DocumentEventRow, SpanRow, TraceRow};
+use crate::model::rows::{ChatMessageRow, DocumentEventRow, PartRow, SpanRow, TraceRow};
 
 /// One row of a batch.
 #[derive(Debug)]
@@ -41,6 +41,9 @@ pub(crate) struct Batch {
     pub spans: Vec<Entry<SpanRow>>,
     pub chats: Vec<Entry<ChatMessageRow>>,
     pub docs: Vec<Entry<DocumentEventRow>>,
+    /// Shares of distributed traces' usage: inserted once each, then their traces' totals are
+    /// set to the sum of their parts.
+    pub parts: Vec<Box<PartRow>>,
     /// Span rows encoded for binary `COPY` as they came: the layer's closed spans, which are
     /// fresh (never a start, never merged) unless every span's start is written.
     pub encoded_spans: EncodedSpans,
@@ -81,6 +84,7 @@ impl Batch {
             }),
             Mapped::Chat(row) => self.chats.push(Entry::new(row, true)),
             Mapped::Document(row) => self.docs.push(Entry::new(row, true)),
+            Mapped::Part(row) => self.parts.push(row),
         }
     }
 
@@ -91,6 +95,7 @@ impl Batch {
             + self.encoded_spans.rows()
             + self.chats.len()
             + self.docs.len()
+            + self.parts.len()
     }
 
     /// Records the rows stand for.
@@ -103,6 +108,27 @@ impl Batch {
             + self.encoded_spans.rows() as u64
             + sum(&self.chats)
             + sum(&self.docs)
+            + self.parts.len() as u64
+    }
+
+    /// The traces whose totals are to be set from their parts after this batch: those of its
+    /// parts, and those of its rows marked for a recount. Sorted, each once: the order their
+    /// locks are taken in, the same in every writer.
+    pub fn recounted_traces(&self) -> Vec<Uuid> {
+        let mut ids: Vec<Uuid> = self
+            .parts
+            .iter()
+            .map(|p| p.trace_id)
+            .chain(
+                self.traces
+                    .iter()
+                    .filter(|t| t.row.recount)
+                    .map(|t| t.row.id),
+            )
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids
     }
 
     /// Splits the rows into two batches of about half the rows each, to find a row the database
@@ -110,7 +136,7 @@ impl Batch {
     pub fn split(mut self) -> (Batch, Batch) {
         let mut left = Batch::default();
         let mut want = self.rows() / 2;
-        fn take<T>(from: &mut Vec<Entry<T>>, to: &mut Vec<Entry<T>>, want: &mut usize) {
+        fn take<T>(from: &mut Vec<T>, to: &mut Vec<T>, want: &mut usize) {
             let n = (*want).min(from.len());
             to.extend(from.drain(..n));
             *want -= n;
@@ -121,6 +147,7 @@ impl Batch {
         want -= left.encoded_spans.rows();
         take(&mut self.chats, &mut left.chats, &mut want);
         take(&mut self.docs, &mut left.docs, &mut want);
+        take(&mut self.parts, &mut left.parts, &mut want);
         left.records = left.record_count();
         self.records = self.record_count();
         // The bytes go with the records, so each part releases its own share when written.

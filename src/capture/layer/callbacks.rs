@@ -17,7 +17,7 @@ use super::events::{EventKind, event_kind};
 use crate::capture::span_data::{SpanData, WithContext};
 use crate::map;
 use crate::model::fields::{Collector, Fields, Slot};
-use crate::model::ids::v7_at;
+use crate::model::ids::{span_in, v7_at};
 use crate::model::record::{CapturedSpan, Record, SpanHead};
 use crate::queue::on_writer_thread;
 
@@ -63,7 +63,11 @@ where
             CapturedSpan {
                 head: SpanHead {
                     name: meta.name(),
-                    id: if is_root { trace_id } else { v7_at(now) },
+                    id: if is_root {
+                        trace_id
+                    } else {
+                        span_in(trace_id, now)
+                    },
                     trace_id,
                     parent,
                     started_at: now,
@@ -90,11 +94,28 @@ where
             session_id,
             kb_id,
             usage_below: false,
+            joined_top: false,
+            start_pending: false,
         };
         data.apply_ids(None);
         if is_root {
-            let row = map::root_start(self.limits(), &data.captured, &data.scope());
-            self.push(Record::Trace(Box::new(row)));
+            // A remote parent, for roots only: a `traceparent` given now, or one declared
+            // `Empty` (a late field) to be recorded before the close.
+            if data.captured.fields.has(Slot::TraceParent) {
+                let mut fields = std::mem::take(&mut data.captured.fields);
+                self.read_remote(&mut data, &mut fields, now);
+                data.captured.fields = fields;
+            } else if late > 0 && meta.fields().field("traceparent").is_some() {
+                data.start_pending = true;
+            }
+        }
+        if data.is_root {
+            if data.start_pending {
+                // Written whole at the close, or never if the span joins a remote trace.
+            } else {
+                let row = map::root_start(self.limits(), &data.captured, &data.scope());
+                self.push(Record::Trace(Box::new(row)));
+            }
         } else if self.map_config().span_starts {
             let row = self.span_start(&data);
             self.push(Record::Span(Box::new(row)));
@@ -111,6 +132,9 @@ where
         if let Some(span) = ctx.span(id) {
             let mut ext = span.extensions_mut();
             if let Some(data) = ext.get_mut::<SpanData>() {
+                if data.start_pending || data.joined_top {
+                    self.read_late_remote(data, &mut later);
+                }
                 data.apply_ids(Some(&later));
                 data.captured.fields.merge(later);
             }

@@ -9,6 +9,7 @@
 mod callbacks;
 mod events;
 mod explicit;
+mod remote;
 
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -137,6 +138,17 @@ impl PostgresLayer {
     /// columns, sanitising and writing the metadata happen on the writer's thread.
     fn close_span(&self, data: SpanData, counts: bool) {
         self.add_usage(&data, counts);
+        if data.joined_top {
+            // This process's share of the remote trace: its origin writes the trace's row.
+            let head = data.head();
+            let part = map::part(
+                head.trace_id,
+                head.id,
+                head.started_at.into(),
+                data.state.totals.snapshot(),
+            );
+            self.push(Record::Part(Box::new(part)));
+        }
         let mut captured: Box<CapturedSpan> = data.captured;
         // The clock as read; converted to a date on the writer's thread.
         captured.head.ended_at = SystemTime::now();
@@ -147,13 +159,20 @@ impl PostgresLayer {
     /// Closes a root span: its trace's finished row, with the trace's totals.
     fn close_root(&self, data: SpanData, counts: bool) {
         self.add_usage(&data, counts);
-        let row = map::root_end(
+        let mut row = map::root_end(
             self.map_config(),
             &data.captured,
             &data.scope(),
             data.state.totals.snapshot(),
             std::thread::panicking(),
         );
+        // A root that waited for a `traceparent` which never came sent no start row.
+        row.start_sent &= !data.start_pending;
+        if data.state.is_distributed() {
+            // Its share first: the row's recount (in this batch or a later one) includes it.
+            let part = map::origin_part(&mut row);
+            self.push(Record::Part(Box::new(part)));
+        }
         self.push(Record::Trace(Box::new(row)));
     }
 

@@ -5,14 +5,14 @@
 use std::borrow::Cow;
 use std::time::SystemTime;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use super::{ObservabilityProvider, PostgresProvider};
 use crate::capture::context::TraceContext;
 use crate::capture::trace_state::{OpenSpan, TraceHeader};
 use crate::map::{self, Scope};
-use crate::model::ids::{SpanId, v7_at};
+use crate::model::ids::{SpanId, span_in};
 use crate::model::inputs::{ChatMessage, DocumentEvent, LlmCall, Outcome, SpanEnd, TraceTotals};
 use crate::model::kinds::{OperationType, SpanType, Status};
 use crate::model::money::{cost_to_micros, money_in_range};
@@ -51,6 +51,12 @@ impl ObservabilityProvider for PostgresProvider {
         if ctx.origin.is_some() {
             self.handle.queue.reject(
                 "start_trace: called inside an instrumented trace, whose root span is the trace",
+            );
+            return;
+        }
+        if ctx.is_remote() {
+            self.handle.queue.reject(
+                "start_trace: the context continues a remote trace, whose origin writes its row",
             );
             return;
         }
@@ -119,6 +125,11 @@ impl ObservabilityProvider for PostgresProvider {
             // A sum of valid costs can still exceed numeric(10,6): stored NULL then.
             None => cost.and_then(money_in_range),
         };
+        if ctx.state.is_distributed() {
+            // Its share first: the row's recount (in this batch or a later one) includes it.
+            let part = map::origin_part(&mut row);
+            self.push(Record::Part(Box::new(part)));
+        }
         self.push(Record::Trace(Box::new(row)));
     }
 
@@ -129,7 +140,7 @@ impl ObservabilityProvider for PostgresProvider {
         span_type: SpanType,
         metadata: Option<Value>,
     ) -> SpanId {
-        let id = SpanId::new();
+        let id = SpanId::in_trace(ctx.trace_id);
         let open = OpenSpan {
             name: Cow::Owned(self.label(name)),
             span_type,
@@ -180,9 +191,12 @@ impl ObservabilityProvider for PostgresProvider {
         map::span_metrics(self.limits(), &mut row, end.metrics);
         if !usage_below {
             // The roll-up rule: not when usage was already reported below it.
-            ctx.state
-                .totals
-                .add(row.prompt_tokens, row.completion_tokens, row.cost_micros);
+            self.add_usage(
+                ctx,
+                span_id,
+                started_at,
+                (row.prompt_tokens, row.completion_tokens, row.cost_micros),
+            );
         }
         if usage_below || map::has_usage(&row) {
             self.mark_usage_below(ctx, row.parent_span_id);
@@ -196,11 +210,11 @@ impl ObservabilityProvider for PostgresProvider {
         // must see it before it is queued.
         // One clock reading for the id and the end; converted to a date on the writer's thread.
         let now = SystemTime::now();
-        let id = SpanId(v7_at(now));
+        let id = SpanId(span_in(ctx.trace_id.0, now));
         let m = &call.metrics;
         let (prompt, completion) = (count(m.prompt_tokens), count(m.completion_tokens));
         let cost = m.cost_usd.and_then(cost_to_micros);
-        ctx.state.totals.add(prompt, completion, cost);
+        self.add_usage(ctx, id, now, (prompt, completion, cost));
         let parent = ctx.span_id.map(|s| s.as_uuid());
         if prompt.is_some() || completion.is_some() || cost.is_some() {
             self.mark_usage_below(ctx, parent);
@@ -237,6 +251,27 @@ impl ObservabilityProvider for PostgresProvider {
     fn log_document_event(&self, ctx: &TraceContext, event: DocumentEvent) {
         let row = map::document_row(self.limits(), &scope(ctx), event);
         self.push(Record::Document(Box::new(row)));
+    }
+}
+
+impl PostgresProvider {
+    /// Adds a span's usage to its trace's totals. In a remote trace continued outside any
+    /// instrumented span (no span here closes to write this process's share), the usage is
+    /// also queued as a share of its own, keyed by the span.
+    fn add_usage(
+        &self,
+        ctx: &TraceContext,
+        span: SpanId,
+        started_at: impl Into<DateTime<Utc>>,
+        (prompt, completion, cost): (Option<i64>, Option<i64>, Option<i64>),
+    ) {
+        ctx.state.totals.add(prompt, completion, cost);
+        let any = prompt.is_some() || completion.is_some() || cost.is_some();
+        if any && ctx.is_remote() && ctx.origin.is_none() {
+            let totals = (prompt.unwrap_or(0), completion.unwrap_or(0), cost);
+            let part = map::part(ctx.trace_id.0, span.0, started_at.into(), totals);
+            self.push(Record::Part(Box::new(part)));
+        }
     }
 }
 

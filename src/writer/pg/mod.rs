@@ -3,5 +3,6 @@
 
 pub(crate) mod copy;
 pub(crate) mod encoded;
+pub(crate) mod parts;
 pub(crate) mod sink;
 pub(crate) mod tables;

@@ -9,6 +9,7 @@ use sqlx::postgres::{PgConnectOptions, PgConnection, PgDatabaseError};
 use sqlx::{AssertSqlSafe, Connection};
 
 use super::copy::{CopyEncoder, HEADER};
+use super::parts;
 use super::tables::{Table, copy_sql, create_stage_sql, stage_name, upsert_sql};
 use crate::schema::SHORT_SPAN_COLUMNS;
 use crate::writer::batch::{Batch, Entry};
@@ -155,6 +156,11 @@ async fn write_batch(
     mode: Mode,
 ) -> Result<(), sqlx::Error> {
     let mut tx = conn.begin().await?;
+    // Traces that crossed processes: their locks first (see `parts::lock`).
+    let recounted = batch.recounted_traces();
+    if !recounted.is_empty() {
+        parts::lock(&mut tx, &recounted).await?;
+    }
     let spans = &batch.encoded_spans;
     let short = Narrow {
         columns: SHORT_SPAN_COLUMNS,
@@ -168,6 +174,12 @@ async fn write_batch(
     // at the end of the transaction, after the bulk of its rows, keeps the connections
     // writing side by side; waiting first made each batch wait for the one before it.
     write_table(&mut tx, &batch.traces, &[], None, mode).await?;
+    if !batch.parts.is_empty() {
+        parts::insert(&mut tx, &batch.parts).await?;
+    }
+    if !recounted.is_empty() {
+        parts::recount(&mut tx, &recounted).await?;
+    }
     tx.commit().await
 }
 
