@@ -190,11 +190,15 @@ async fn start_span_is_visible_in_progress_then_end_span_writes_metrics() {
     );
     assert!(guard.flush(FLUSH));
 
-    let open: Vec<(Uuid, String, Option<Uuid>)> =
-        sqlx::query_as("SELECT id, status, parent_span_id FROM observability.spans ORDER BY id")
-            .fetch_all(&db.pool)
-            .await
-            .unwrap();
+    // In the order started (span ids are not time-ordered).
+    let open: Vec<(Uuid, String, Option<Uuid>)> = sqlx::query_as(
+        "SELECT id, status, parent_span_id FROM observability.spans \
+         ORDER BY array_position($1, id)",
+    )
+    .bind(vec![parent.as_uuid(), retrieval.as_uuid()])
+    .fetch_all(&db.pool)
+    .await
+    .unwrap();
     assert_eq!(open.len(), 2);
     assert!(open.iter().all(|(_, s, _)| s == "in_progress"));
     assert_eq!(open[0], (parent.as_uuid(), "in_progress".into(), None));
@@ -345,8 +349,9 @@ async fn end_span_writes_each_metric_set() {
     let rows = sqlx::query(
         "SELECT span_type, embedding_model, vector_count, vector_dimensions, file_type, file_size_bytes,
                 page_count, chunk_count, chunk_strategy, vectors_upserted, collection_name, status
-         FROM observability.spans ORDER BY id",
+         FROM observability.spans ORDER BY array_position($1, id)",
     )
+    .bind(&ids)
     .fetch_all(&db.pool)
     .await
     .unwrap();
