@@ -141,6 +141,7 @@ pub fn encode(data: &[u8]) {
                     total_cost_micros: Some(b.i64()),
                     metadata: b.json(),
                     start_sent: false,
+                    recount: false,
                 };
                 enc.row(&row);
                 columns.push(TraceRow::COLUMNS.len());
