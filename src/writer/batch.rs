@@ -43,7 +43,7 @@ pub(crate) struct Batch {
     pub docs: Vec<Entry<DocumentEventRow>>,
     /// Shares of distributed traces' usage: inserted once each, then their traces' totals are
     /// set to the sum of their parts.
-    pub parts: Vec<Box<PartRow>>,
+    pub parts: Vec<PartRow>,
     /// Span rows encoded for binary `COPY` as they came: the layer's closed spans, which are
     /// fresh (never a start, never merged) unless every span's start is written.
     pub encoded_spans: EncodedSpans,
@@ -84,7 +84,7 @@ impl Batch {
             }),
             Mapped::Chat(row) => self.chats.push(Entry::new(row, true)),
             Mapped::Document(row) => self.docs.push(Entry::new(row, true)),
-            Mapped::Part(row) => self.parts.push(row),
+            Mapped::Part(row) => self.parts.push(*row),
         }
     }
 

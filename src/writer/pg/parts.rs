@@ -39,10 +39,7 @@ pub(crate) async fn lock(conn: &mut PgConnection, traces: &[Uuid]) -> Result<(),
 }
 
 /// Inserts the parts; one already stored (a retried batch) is left as it is.
-pub(crate) async fn insert(
-    conn: &mut PgConnection,
-    parts: &[Box<PartRow>],
-) -> Result<(), sqlx::Error> {
+pub(crate) async fn insert(conn: &mut PgConnection, parts: &[PartRow]) -> Result<(), sqlx::Error> {
     let n = parts.len();
     let (mut traces, mut ids, mut starts) = (
         Vec::with_capacity(n),
