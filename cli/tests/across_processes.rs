@@ -69,7 +69,7 @@ impl Role {
     }
 }
 
-/// A blocking database connection for the roles' job queue.
+/// A runtime of its own for the roles' blocking calls to the job queue.
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -338,22 +338,18 @@ async fn across_processes(worker_last: bool) {
     let trace_uuid = Uuid::parse_str(&trace).unwrap();
 
     // One traces row, the api's.
-    let rows = sqlx::query("SELECT id, name, status, prompt_tokens, completion_tokens, total_tokens, total_cost_usd::text AS cost FROM observability.traces")
-        .fetch_all(&db.pool)
+    assert_eq!(common::count(&db.pool, "traces").await, 1);
+    let row = sqlx::query("SELECT name, status FROM observability.traces WHERE id = $1")
+        .bind(trace_uuid)
+        .fetch_one(&db.pool)
         .await
         .unwrap();
-    assert_eq!(rows.len(), 1);
-    let row = &rows[0];
-    assert_eq!(row.get::<Uuid, _>("id"), trace_uuid);
     assert_eq!(row.get::<String, _>("name"), "api.upload");
     assert_eq!(row.get::<String, _>("status"), "success");
     // Both processes' usage, once each: 40 + 20 + 300 prompt tokens.
-    assert_eq!(row.get::<Option<i64>, _>("prompt_tokens"), Some(360));
-    assert_eq!(row.get::<Option<i64>, _>("completion_tokens"), Some(10));
-    assert_eq!(row.get::<Option<i64>, _>("total_tokens"), Some(370));
     assert_eq!(
-        row.get::<Option<String>, _>("cost").as_deref(),
-        Some("0.006500")
+        common::trace_totals(&db.pool, trace_uuid).await,
+        (360, 10, 370, Some("0.006500".into()))
     );
 
     // Every span in the trace, the worker's under the api's.

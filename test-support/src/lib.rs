@@ -156,6 +156,19 @@ pub async fn count(pool: &PgPool, table: &str) -> i64 {
     .expect("count rows")
 }
 
+/// A trace's totals: prompt, completion and total tokens, and its cost as text (exact
+/// decimal digits, as stored).
+pub async fn trace_totals(pool: &PgPool, trace: uuid::Uuid) -> (i64, i64, i64, Option<String>) {
+    sqlx::query_as(
+        "SELECT prompt_tokens, completion_tokens, total_tokens, total_cost_usd::text \
+         FROM observability.traces WHERE id = $1",
+    )
+    .bind(trace)
+    .fetch_one(pool)
+    .await
+    .expect("the trace's totals")
+}
+
 /// Polls until `f` returns true or `timeout` passes.
 pub async fn eventually<F, Fut>(timeout: Duration, mut f: F) -> bool
 where

@@ -76,18 +76,6 @@ async fn spans_named(pool: &sqlx::PgPool, name: &str) -> Vec<(Uuid, Uuid, Option
         .unwrap()
 }
 
-/// The trace's totals: prompt, completion and total tokens, cost as text.
-async fn totals(pool: &sqlx::PgPool, trace: Uuid) -> (i64, i64, i64, Option<String>) {
-    sqlx::query_as(
-        "SELECT prompt_tokens, completion_tokens, total_tokens, total_cost_usd::text \
-         FROM observability.traces WHERE id = $1",
-    )
-    .bind(trace)
-    .fetch_one(pool)
-    .await
-    .unwrap()
-}
-
 /// Two writers (two layers, as two processes would have) on one database: the api's root
 /// sends its context to the worker's root, which joins the trace. `worker_first`: the worker
 /// finishes and flushes before the api's root closes.
@@ -164,7 +152,7 @@ async fn two_writers_one_trace(worker_first: bool) {
     assert_eq!(event_trace, trace);
     // Totals: both processes' usage, once each.
     assert_eq!(
-        totals(&db.pool, trace).await,
+        common::trace_totals(&db.pool, trace).await,
         (110, 5, 115, Some("0.003000".to_owned()))
     );
     let parts: i64 = sqlx::query_scalar("SELECT count(*) FROM observability.trace_parts")
@@ -261,7 +249,8 @@ async fn an_explicit_context_from_a_traceparent_continues_the_remote_trace() {
         .await
         .unwrap();
     assert_eq!(n, 1);
-    let (prompt, completion, total, _) = totals(&db.pool, origin.trace_id.as_uuid()).await;
+    let (prompt, completion, total, _) =
+        common::trace_totals(&db.pool, origin.trace_id.as_uuid()).await;
     assert_eq!((prompt, completion, total), (57, 3, 60));
 }
 
