@@ -20,6 +20,8 @@ pub use builder::{
     BuildError, Builder, DEFAULT_BATCH_SIZE, DEFAULT_FLUSH_INTERVAL, DEFAULT_MAX_QUEUE_BYTES,
     DEFAULT_QUEUE_CAPACITY, DEFAULT_SHUTDOWN_TIMEOUT, ShutdownReport, WriterGuard,
 };
+#[cfg(feature = "opentelemetry")]
+pub use capture::OtelIds;
 pub use capture::{ObservabilityProvider, PostgresLayer, PostgresProvider, SpanExt, TraceContext};
 pub use map::privacy;
 pub use migrations::{MIGRATOR, migrate};

@@ -198,6 +198,18 @@ impl TraceContext {
     pub fn of(span: &tracing::Span) -> Option<TraceContext> {
         span.with_subscriber(|(id, dispatch)| {
             let hook = *dispatch.downcast_ref::<WithContext>()?;
+            // A root waiting for OpenTelemetry's ids gets them now: the context names them.
+            #[cfg(feature = "opentelemetry")]
+            {
+                let mut pending = false;
+                (hook.0)(dispatch, id, &mut |data| pending = data.otel_pending);
+                if pending {
+                    let ids = crate::capture::otel::ids_of(dispatch, id);
+                    (hook.0)(dispatch, id, &mut |data| {
+                        crate::capture::otel::adopt(data, ids)
+                    });
+                }
+            }
             let mut out = None;
             (hook.0)(dispatch, id, &mut |data| {
                 let mut ctx = Self::of_span(data);

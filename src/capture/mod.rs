@@ -5,6 +5,8 @@
 pub(crate) mod context;
 mod handle;
 pub(crate) mod layer;
+#[cfg(feature = "opentelemetry")]
+pub(crate) mod otel;
 pub(crate) mod provider;
 mod span_data;
 mod span_ext;
@@ -14,5 +16,7 @@ pub use context::TraceContext;
 pub(crate) use handle::Handle;
 pub(crate) use layer::LayerConfig;
 pub use layer::PostgresLayer;
+#[cfg(feature = "opentelemetry")]
+pub use otel::OtelIds;
 pub use provider::{ObservabilityProvider, PostgresProvider};
 pub use span_ext::SpanExt;

@@ -2,6 +2,7 @@
 //! the hook ([`WithContext`]) through which explicit calls reach it from a `Dispatch`.
 
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use tracing::span::Id;
 use tracing::{Dispatch, Subscriber};
@@ -11,7 +12,9 @@ use uuid::Uuid;
 use super::trace_state::TraceState;
 use crate::map::{Scope, parse_uuid};
 use crate::model::fields::{Fields, Slot};
+use crate::model::ids::span_in;
 use crate::model::record::{CapturedSpan, Rare, SpanHead};
+use crate::model::traceparent::{TraceParent, valid_tracestate};
 
 /// What the layer keeps about an open span, in the registry's extensions.
 #[derive(Debug)]
@@ -36,9 +39,42 @@ pub(crate) struct SpanData {
     /// A root declared with a `traceparent` field not yet recorded: its start row waits, since
     /// the span may still join a remote trace (then it has no `traces` row here at all).
     pub(crate) start_pending: bool,
+    /// A root whose ids OpenTelemetry has yet to give (the `opentelemetry` feature): read when
+    /// it is first entered or gets a child, so that `set_parent` before that still counts.
+    #[cfg(feature = "opentelemetry")]
+    pub(crate) otel_pending: bool,
+    /// A root whose `traces` start row waits for its ids: queued when it is first entered,
+    /// else the row is written whole at its close.
+    pub(crate) start_unsent: bool,
 }
 
 impl SpanData {
+    /// Makes this root this process's part of the remote trace `tp`: a span of that trace,
+    /// child of the remote span, with a new id of that trace.
+    pub(crate) fn join_remote(
+        &mut self,
+        tp: TraceParent,
+        tracestate: Option<&str>,
+        at: SystemTime,
+    ) {
+        let trace = tp.trace_id.0;
+        let parent = tp.parent_uuid();
+        let state = TraceState::joined(tp);
+        if let Some(ts) = tracestate.and_then(valid_tracestate) {
+            let _ = state.tracestate.set(ts.to_owned());
+        }
+        self.state = Arc::new(state);
+        self.is_root = false;
+        self.joined_top = true;
+        self.start_pending = false;
+        let head = &mut self.captured.head;
+        head.trace_id = trace;
+        head.id = span_in(trace, at);
+        // The remote root is the trace id itself: its children have no parent span, as a local
+        // root's have none.
+        head.parent = (parent != trace).then_some(parent);
+    }
+
     /// The span's error and events, made on first use.
     pub(crate) fn rare(&mut self) -> &mut Rare {
         self.captured.rare.get_or_insert_with(Box::default)

@@ -8,6 +8,8 @@
 mod conventions;
 mod hostile_input;
 mod layer;
+#[cfg(feature = "opentelemetry")]
+mod otel;
 mod partitions;
 mod propagation;
 mod provider;

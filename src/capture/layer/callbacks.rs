@@ -29,11 +29,34 @@ where
         self.with_context = Some(WithContext::of::<S>());
     }
 
+    #[cfg(feature = "opentelemetry")]
+    fn on_register_dispatch(&self, dispatch: &tracing::Dispatch) {
+        self.keep_dispatch(dispatch);
+    }
+
+    #[cfg(feature = "opentelemetry")]
+    fn on_enter(&self, id: &Id, ctx: Context<'_, S>) {
+        if on_writer_thread() {
+            return;
+        }
+        if let Some(span) = ctx.span(id) {
+            self.on_enter_otel(&span);
+        }
+    }
+
     fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
         if on_writer_thread() {
             return;
         }
         let Some(span) = ctx.span(id) else { return };
+        // OpenTelemetry's ids, when its layer is below this one: a root waiting for them gets
+        // them before its child inherits them.
+        #[cfg(feature = "opentelemetry")]
+        let otel = self.otel_dispatch();
+        #[cfg(feature = "opentelemetry")]
+        if let (Some(dispatch), Some(parent)) = (&otel, span.parent()) {
+            self.resolve_otel(dispatch, &parent);
+        }
         // The parent's ids, read and released before this span's extensions are locked (and
         // before the fields are recorded: formatting a user's value takes no lock of ours).
         let inherited = span.parent().and_then(|parent| {
@@ -79,6 +102,14 @@ where
                 rare: None,
             },
         );
+        #[cfg(feature = "opentelemetry")]
+        if !is_root
+            && let Some(dispatch) = &otel
+            && let Some((trace, span_id)) = crate::capture::otel::ids_of(dispatch, id)
+            && trace == trace_id
+        {
+            captured.head.id = crate::capture::otel::span_uuid(trace, span_id);
+        }
         let fields = &mut captured.fields;
         attrs.record(&mut Collector(fields));
         // Fields declared without a value (`field::Empty`) are recorded later: room for them now.
@@ -96,8 +127,17 @@ where
             usage_below: false,
             joined_top: false,
             start_pending: false,
+            #[cfg(feature = "opentelemetry")]
+            otel_pending: false,
+            start_unsent: false,
         };
         data.apply_ids(None);
+        #[cfg(feature = "opentelemetry")]
+        if is_root && otel.is_some() {
+            // Its ids, and so its start row, wait for its first entry or child.
+            data.otel_pending = true;
+            data.start_unsent = true;
+        }
         if is_root {
             // A remote parent, for roots only: a `traceparent` given now, or one declared
             // `Empty` (a late field) to be recorded before the close.
@@ -110,8 +150,9 @@ where
             }
         }
         if data.is_root {
-            if data.start_pending {
-                // Written whole at the close, or never if the span joins a remote trace.
+            if data.start_pending || data.start_unsent {
+                // Written whole at the close, or never if the span joins a remote trace (or,
+                // waiting for OpenTelemetry's ids, when it is first entered).
             } else {
                 let row = map::root_start(self.limits(), &data.captured, &data.scope());
                 self.push(Record::Trace(Box::new(row)));
@@ -159,6 +200,10 @@ where
         event.record(&mut Collector(&mut fields));
         match kind {
             EventKind::Chat | EventKind::Document => {
+                #[cfg(feature = "opentelemetry")]
+                if let (Some(dispatch), Some(span)) = (self.otel_dispatch(), &span) {
+                    self.resolve_otel(&dispatch, span);
+                }
                 let ext = span.as_ref().map(|s| s.extensions());
                 let data = ext.as_ref().and_then(|e| e.get::<SpanData>());
                 if kind == EventKind::Chat {

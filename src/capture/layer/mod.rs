@@ -9,6 +9,8 @@
 mod callbacks;
 mod events;
 mod explicit;
+#[cfg(feature = "opentelemetry")]
+mod otel_ids;
 mod remote;
 
 use std::sync::Arc;
@@ -59,6 +61,9 @@ pub struct PostgresLayer {
     pub(crate) provider: PostgresProvider,
     pub(crate) config: Arc<LayerConfig>,
     with_context: Option<WithContext>,
+    /// The dispatch this layer is part of, to ask the OpenTelemetry layer below for its ids.
+    #[cfg(feature = "opentelemetry")]
+    dispatch: std::sync::OnceLock<tracing::dispatcher::WeakDispatch>,
 }
 
 /// The scope of an event: its span's, or a new trace of its own outside any span.
@@ -81,6 +86,8 @@ impl PostgresLayer {
             provider,
             config,
             with_context: None,
+            #[cfg(feature = "opentelemetry")]
+            dispatch: std::sync::OnceLock::new(),
         }
     }
 
@@ -167,7 +174,7 @@ impl PostgresLayer {
             std::thread::panicking(),
         );
         // A root that waited for a `traceparent` which never came sent no start row.
-        row.start_sent &= !data.start_pending;
+        row.start_sent &= !(data.start_pending || data.start_unsent);
         if data.state.is_distributed() {
             // Its share first: the row's recount (in this batch or a later one) includes it.
             let part = map::origin_part(&mut row);

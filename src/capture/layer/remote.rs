@@ -4,16 +4,14 @@
 //! A root that names a valid `traceparent` when it starts (or records one before its close,
 //! having declared the field `Empty`) continues the remote trace: it becomes a span of that
 //! trace, child of the remote span, and no `traces` row is written for it here. A refused
-//! value leaves a root of a new trace, and the reason is counted.
+//! value leaves a root of a new trace, and the reason is counted; an empty one (no header
+//! came) leaves a root without a word.
 
-use std::sync::Arc;
 use std::time::SystemTime;
 
 use super::PostgresLayer;
 use crate::capture::span_data::SpanData;
-use crate::capture::trace_state::TraceState;
 use crate::model::fields::{Fields, Slot, Val};
-use crate::model::ids::span_in;
 use crate::model::traceparent::{TraceParent, valid_tracestate};
 
 impl PostgresLayer {
@@ -31,13 +29,16 @@ impl PostgresLayer {
             return false;
         };
         let parsed = match &value {
+            // An empty value is a request that came without the header (`traceparent =
+            // header.unwrap_or_default()`): an ordinary root, nothing refused.
+            Val::S(s) if s.is_empty() => return false,
             Val::S(s) => TraceParent::parse(s),
             // A number or a boolean is no header value: its text is refused the same way.
             other => TraceParent::parse(&other.to_text()),
         };
         match parsed {
             Ok(tp) => {
-                join(data, tp, tracestate.as_ref().and_then(Val::as_str), at);
+                data.join_remote(tp, tracestate.as_ref().and_then(Val::as_str), at);
                 true
             }
             Err(e) => {
@@ -61,24 +62,4 @@ impl PostgresLayer {
             let _ = data.state.tracestate.set(ts.to_owned());
         }
     }
-}
-
-/// Makes the root `data` this process's part of the remote trace `tp`.
-fn join(data: &mut SpanData, tp: TraceParent, tracestate: Option<&str>, at: SystemTime) {
-    let trace = tp.trace_id.0;
-    let parent = tp.parent_uuid();
-    let state = TraceState::joined(tp);
-    if let Some(ts) = tracestate.and_then(valid_tracestate) {
-        let _ = state.tracestate.set(ts.to_owned());
-    }
-    data.state = Arc::new(state);
-    data.is_root = false;
-    data.joined_top = true;
-    data.start_pending = false;
-    let head = &mut data.captured.head;
-    head.trace_id = trace;
-    head.id = span_in(trace, at);
-    // The remote root is the trace id itself: its children have no parent span, as a local
-    // root's have none.
-    head.parent = (parent != trace).then_some(parent);
 }
