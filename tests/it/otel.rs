@@ -83,11 +83,11 @@ fn request(name: &'static str) {
     late.in_scope(|| {});
     drop(late);
     let llm = tracing::info_span!("llm", model = "gpt-4o-mini", prompt_tokens = 10_i64);
-    futures_executor(async {}.instrument(llm));
+    block_on_ready(async {}.instrument(llm));
 }
 
 /// Polls a future that is ready at once (no runtime in these synchronous callbacks).
-fn futures_executor(f: impl std::future::Future<Output = ()>) {
+fn block_on_ready(f: impl std::future::Future<Output = ()>) {
     let mut f = std::pin::pin!(f);
     let waker = std::task::Waker::noop();
     let mut cx = std::task::Context::from_waker(waker);
@@ -155,14 +155,27 @@ fn assert_same_ids(seen: &Seen, roots_match: bool) {
 
 #[tokio::test]
 async fn with_otel_ids_every_exported_id_is_the_stored_one() {
+    let handed_out = std::sync::Mutex::new(None);
     let seen = run(Some(OtelIds), || {
         request("first");
         request("second");
+        // A root's context asked for before it is entered names OpenTelemetry's ids.
+        let root = tracing::info_span!("handed out");
+        *handed_out.lock().unwrap() = root.traceparent();
+        root.in_scope(|| tracing::info_span!("after").in_scope(|| {}));
     })
     .await;
-    assert_eq!(seen.traces.len(), 2);
-    assert_eq!(seen.exported.len(), 10);
+    assert_eq!(seen.traces.len(), 3);
+    assert_eq!(seen.exported.len(), 12);
     assert_same_ids(&seen, true);
+    let tp = handed_out.into_inner().unwrap().expect("a traceparent");
+    let exported = seen
+        .exported
+        .iter()
+        .find(|s| s.name == "handed out")
+        .unwrap();
+    assert_eq!(tp.trace_id.as_uuid(), trace_uuid(exported));
+    assert_eq!(tp.parent_id, exported.span_context.span_id().to_bytes());
     // Time-ordered trace ids, as the ones made here.
     for (id, _) in &seen.traces {
         assert_eq!(id.get_version_num(), 7, "{id}");
