@@ -417,12 +417,15 @@ async fn visibility(admin_url: &str, rate: u64, seconds: u64) -> Res<Value> {
     let closed: Arc<Vec<std::sync::OnceLock<Instant>>> =
         Arc::new((0..total).map(|_| std::sync::OnceLock::new()).collect());
     let done = Arc::new(AtomicBool::new(false));
+    let (trace_tx, trace_rx) = std::sync::mpsc::channel();
     let emitter = {
         let (closed, done) = (Arc::clone(&closed), Arc::clone(&done));
         std::thread::spawn(move || {
             with_default(&dispatch, || {
                 let root = tracing::info_span!("visibility_request", operation_type = "chat");
                 let _root = root.enter();
+                let trace = tracing_postgres::TraceContext::current().map(|c| c.trace_id.as_uuid());
+                let _ = trace_tx.send(trace.unwrap_or_default());
                 let start = Instant::now();
                 // Ticks of 1 ms, `rate / 1000` spans each.
                 let per_tick = (rate / 1_000).max(1) as usize;
@@ -453,36 +456,41 @@ async fn visibility(admin_url: &str, rate: u64, seconds: u64) -> Res<Value> {
             done.store(true, Relaxed);
         })
     };
-    // Ids are UUIDv7 made in order on the one emitting thread: every row not seen yet has an id
-    // above the highest id of the longest run of seen rows, so each poll reads only new rows.
+    // Spans start in order on the one emitting thread, all in one trace: every row not seen yet
+    // started no earlier than the last of the longest run of seen rows, so each poll reads only
+    // new rows, through the (trace_id, started_at) index. (Span ids are random within their
+    // trace, so they cannot be the watermark.)
+    let trace = trace_rx.recv()?;
     let mut conn = PgConnection::connect(&url).await?;
     let mut seen: Vec<Option<Instant>> = vec![None; total];
     let mut contiguous = 0usize;
-    let mut watermark = Uuid::nil();
-    let mut ids: BTreeMap<usize, Uuid> = BTreeMap::new();
+    let mut watermark = chrono::DateTime::<chrono::Utc>::UNIX_EPOCH;
+    let mut starts: BTreeMap<usize, chrono::DateTime<chrono::Utc>> = BTreeMap::new();
     let deadline = Instant::now() + Duration::from_secs(seconds + 60);
     while contiguous < total && Instant::now() < deadline {
         let rows = sqlx::query(
-            "SELECT id, (metadata->>'seq')::int8 FROM observability.spans WHERE id > $1",
+            "SELECT started_at, (metadata->>'seq')::int8 FROM observability.spans \
+             WHERE trace_id = $1 AND started_at >= $2",
         )
+        .bind(trace)
         .bind(watermark)
         .fetch_all(&mut conn)
         .await?;
         let now = Instant::now();
         for r in rows {
-            let id: Uuid = r.get(0);
+            let started: chrono::DateTime<chrono::Utc> = r.get(0);
             let Some(seq) = r.get::<Option<i64>, _>(1) else {
                 continue;
             };
             let seq = seq as usize;
             if seq < total && seen[seq].is_none() {
                 seen[seq] = Some(now);
-                ids.insert(seq, id);
+                starts.insert(seq, started);
             }
         }
         while contiguous < total && seen[contiguous].is_some() {
-            if let Some(id) = ids.remove(&contiguous) {
-                watermark = watermark.max(id);
+            if let Some(started) = starts.remove(&contiguous) {
+                watermark = watermark.max(started);
             }
             contiguous += 1;
         }
