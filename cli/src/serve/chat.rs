@@ -1,0 +1,177 @@
+//! Chat messages as a transcript: each answer's citation markers linked to the sources they
+//! cite, each source to its document.
+
+use maud::{Markup, html};
+use serde_json::Value;
+use tracing_postgres::Uuid;
+use tracing_postgres::query::Message;
+
+use super::format::{self, MESSAGE_CHARS, ms, num};
+
+/// Citations per message whose markers are looked for in its text.
+const MAX_MARKERS: usize = 200;
+
+/// A message's citation: its marker and where it points.
+struct Cite {
+    marker: String,
+    doc: Option<Uuid>,
+    page: Option<i64>,
+    section: Option<String>,
+}
+
+fn doc_id(v: &Value) -> Option<Uuid> {
+    v.get("doc_id")
+        .and_then(Value::as_str)
+        .and_then(|s| Uuid::parse_str(s).ok())
+}
+
+fn str_of<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
+    v.get(key).and_then(Value::as_str)
+}
+
+fn citations(m: &Message) -> Vec<Cite> {
+    m.citations
+        .as_array()
+        .map(|a| a.as_slice())
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|c| {
+            Some(Cite {
+                marker: str_of(c, "marker").filter(|s| !s.is_empty())?.to_owned(),
+                doc: doc_id(c),
+                page: c.get("page").and_then(Value::as_i64),
+                section: str_of(c, "section").map(str::to_owned),
+            })
+        })
+        .take(MAX_MARKERS)
+        .collect()
+}
+
+/// Where a citation's marker links: the message's source of the same document, else that
+/// document's page.
+fn cite_href(anchor: &str, sources: &[Value], c: &Cite) -> Option<String> {
+    let doc = c.doc?;
+    match sources.iter().position(|s| doc_id(s) == Some(doc)) {
+        Some(k) => Some(format!("#{anchor}-s{k}")),
+        None => Some(format!("/documents/{doc}")),
+    }
+}
+
+/// The text with each citation marker a link.
+fn content(text: &str, anchor: &str, sources: &[Value], cites: &[Cite]) -> Markup {
+    let mut parts: Vec<(&str, Option<(usize, Option<String>)>)> = Vec::new();
+    let mut rest = text;
+    while !rest.is_empty() {
+        let next = cites
+            .iter()
+            .enumerate()
+            .filter_map(|(i, c)| rest.find(c.marker.as_str()).map(|at| (at, i)))
+            .min();
+        match next {
+            Some((at, i)) => {
+                parts.push((&rest[..at], None));
+                let len = cites[i].marker.len();
+                parts.push((
+                    &rest[at..at + len],
+                    Some((i, cite_href(anchor, sources, &cites[i]))),
+                ));
+                rest = &rest[at + len..];
+            }
+            None => {
+                parts.push((rest, None));
+                rest = "";
+            }
+        }
+    }
+    html! {
+        @for (s, cite) in parts {
+            @match cite {
+                Some((_, Some(href))) => a.cite href=(href) { (s) },
+                Some((_, None)) => span.cite { (s) },
+                None => (s),
+            }
+        }
+    }
+}
+
+/// The messages; `link_traces` adds a link to each message's trace (a session's page).
+pub fn messages(msgs: &[Message], link_traces: bool) -> Markup {
+    html! {
+        div.transcript {
+            @for (i, m) in msgs.iter().enumerate() {
+                @let anchor = format!("m{i}");
+                @let sources = m.sources.as_array().map(|a| a.as_slice()).unwrap_or_default();
+                @let cites = citations(m);
+                @let (shown, cut) = format::cut(&m.content, MESSAGE_CHARS);
+                div.message.(role_class(&m.role)) id=(anchor) data-trace=(m.trace_id) {
+                    div.who {
+                        span.role { (format::cut(&m.role, 40).0) }
+                        @if let Some(t) = m.turn_number { " · turn " (t) }
+                        " · " (format::time(m.created_at))
+                        @if let Some(r) = m.response_time_ms { " · " (ms(Some(r))) }
+                        @if m.prompt_tokens.is_some() || m.completion_tokens.is_some() {
+                            " · " (num(m.prompt_tokens)) " + " (num(m.completion_tokens)) " tokens"
+                        }
+                        @if link_traces { " · " a.trace-link href={ "/traces/" (m.trace_id) } { "trace" } }
+                    }
+                    div.content { (content(shown, &anchor, sources, &cites)) @if cut { "…" } }
+                    @if cut {
+                        p.cut { "Cut. " a.full href={ "/traces/" (m.trace_id) "/full?message=" (m.id) "&field=content" } { "Show the whole message" } }
+                    }
+                    @if !sources.is_empty() {
+                        details.sources open {
+                            summary { "Sources (" (sources.len()) ")" }
+                            ol {
+                                @for (k, s) in sources.iter().enumerate().take(500) {
+                                    li.source id={ (anchor) "-s" (k) } { (source(s)) }
+                                }
+                            }
+                        }
+                    }
+                    @if !cites.is_empty() {
+                        details.citations {
+                            summary { "Citations (" (cites.len()) ")" }
+                            ul {
+                                @for c in &cites {
+                                    li {
+                                        @match cite_href(&anchor, sources, c) {
+                                            Some(href) => a.cite href=(href) { (format::cut(&c.marker, 100).0) },
+                                            None => span.cite { (format::cut(&c.marker, 100).0) },
+                                        }
+                                        @if let Some(p) = c.page { " page " (p) }
+                                        @if let Some(s) = &c.section { " · " (format::cut(s, 300).0) }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn role_class(role: &str) -> &'static str {
+    match role {
+        "user" => "user",
+        "assistant" => "assistant",
+        _ => "system",
+    }
+}
+
+fn source(s: &Value) -> Markup {
+    if !s.is_object() {
+        return html! { pre.value { (format::json(s, 2_000).0) } };
+    }
+    let name = str_of(s, "doc_name").unwrap_or("(unnamed document)");
+    html! {
+        strong.doc-name { (format::cut(name, 300).0) }
+        @if let Some(d) = doc_id(s) { " " a.doc href={ "/documents/" (d) } { "document " (d) } }
+        @if let Some(c) = str_of(s, "chunk_id") { " · chunk " span.mono { (format::cut(c, 200).0) } }
+        @if let Some(score) = s.get("score").and_then(Value::as_f64) { " · score " (format!("{score:.3}")) }
+        @if let Some(e) = str_of(s, "excerpt") {
+            @let (shown, cut) = format::cut(e, 1_000);
+            blockquote.excerpt { (shown) @if cut { "…" } }
+        }
+    }
+}
