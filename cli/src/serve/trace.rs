@@ -167,7 +167,7 @@ fn waterfall(id: Uuid, tree: &TraceTree, start: DateTime<Utc>, end: DateTime<Utc
                         @if *depth > MAX_INDENT { span.depth { (depth) " " } }
                         a.sel href={ "/traces/" (id) "?span=" (s.id) "#detail" } data-span=(s.id) { (format::cut(&s.name, 120).0) }
                         @if open { span.badge.open { "in progress" } }
-                        @if s.status == "error" { span.badge.error { "error" } }
+                        @if s.status == "error" { span.badge.error { (format::cut(s.error_type.as_deref().unwrap_or("error"), 40).0) } }
                     }
                     span.wtype { (format::cut(&s.span_type, 40).0) }
                     span.wmodel { (s.model.as_deref().map_or("", |m| format::cut(m, 60).0)) }

@@ -1,0 +1,214 @@
+//! `tracing-postgres serve` over plain HTTP: the access token, the security headers of every
+//! page, errors as pages with their status, the database down and back, whole values.
+use tracing_postgres_test_support as common;
+
+mod viewer;
+
+use std::process::{Command, Stdio};
+
+use common::{Cluster, fresh_db, fresh_db_on};
+use tracing_postgres::Builder;
+use viewer::{FLUSH, get, seed, serve};
+
+fn pages(s: &viewer::Seeded) -> Vec<String> {
+    vec![
+        "/".into(),
+        "/?status=success&op=chat".into(),
+        format!("/traces/{}", s.chat_trace),
+        format!("/traces/{}", s.chat_trace.simple()),
+        format!("/traces/{}?span={}", s.chat_trace, s.chat_span),
+        format!("/traces/{}/spans/{}", s.chat_trace, s.chat_span),
+        "/sessions".into(),
+        format!("/sessions/{}", s.session),
+        "/documents".into(),
+        format!("/documents/{}", s.document),
+        "/usage".into(),
+        "/usage?by=user&bucket=day&since=30d".into(),
+        "/fragments/traces".into(),
+    ]
+}
+
+#[tokio::test]
+async fn every_page_answers_200_with_a_csp_that_forbids_inline_script() {
+    let db = fresh_db().await;
+    let (p, guard) = Builder::new(&db.url).build().unwrap();
+    let s = seed(&p);
+    assert!(guard.flush(FLUSH));
+    let srv = serve(&db.url, &[], &[]);
+    for path in pages(&s) {
+        let r = get(&srv.base, &path, &[]);
+        assert_eq!(r.status, 200, "{path}: {}", r.body);
+        let csp = r.header("content-security-policy").unwrap_or_default();
+        assert!(
+            csp.contains("script-src 'self'") && csp.contains("style-src 'self'"),
+            "{path}: {csp}"
+        );
+        assert!(!csp.contains("unsafe-inline"), "{path}: {csp}");
+        assert_eq!(r.header("x-content-type-options"), Some("nosniff"));
+        // No inline script anywhere: the only script is the served file.
+        assert!(!r.body.contains("<script>"), "{path}");
+        assert!(!r.body.contains(" style="), "{path}");
+    }
+    let js = get(&srv.base, "/static/app.js", &[]);
+    assert_eq!(js.status, 200);
+    assert!(js.header("content-type").unwrap().starts_with("text/javascript"));
+    // The trace page has the spans, the cited answer and the document steps.
+    let page = get(&srv.base, &format!("/traces/{}", s.chat_trace), &[]).body;
+    for text in ["openai.chat", "retrieve chunks", "refund-policy.pdf", "RateLimitError"] {
+        assert!(page.contains(text), "{text} missing");
+    }
+    assert!(page.contains("href=\"#m1-s0\""), "citation [1] links to its source");
+    let doc = get(&srv.base, &format!("/documents/{}", s.document), &[]).body;
+    assert!(doc.contains("embedding service timed out") && doc.contains("chunks 40"));
+}
+
+#[tokio::test]
+async fn bad_ids_and_parameters_get_pages_with_their_status() {
+    let db = fresh_db().await;
+    let srv = serve(&db.url, &[], &[]);
+    let cases = [
+        ("/traces/not-an-id", 400),
+        ("/traces/0193f0c2-8a4b-7c3d-9e5f-0123456789ab", 404),
+        ("/documents/0193f0c2-8a4b-7c3d-9e5f-0123456789ab", 200),
+        ("/sessions/nobody", 404),
+        ("/?status=%3Cscript%3E", 400),
+        ("/?from=yesterday-ish", 400),
+        ("/?user=x", 400),
+        ("/?before=1_2", 400),
+        ("/usage?by=color", 400),
+        ("/nowhere", 404),
+        ("/traces/0193f0c2-8a4b-7c3d-9e5f-0123456789ab/full?field=x", 404),
+    ];
+    for (path, status) in cases {
+        let r = get(&srv.base, path, &[]);
+        assert_eq!(r.status, status, "{path}: {}", r.body);
+        assert!(r.body.contains("<h1>") || status == 200, "{path}: a page");
+        assert!(r.header("content-security-policy").is_some(), "{path}");
+        assert!(!r.body.contains("<script>"), "{path}");
+    }
+}
+
+#[tokio::test]
+async fn whole_values_are_served_as_plain_text() {
+    let db = fresh_db().await;
+    let (p, guard) = Builder::new(&db.url).build().unwrap();
+    let s = seed(&p);
+    assert!(guard.flush(FLUSH));
+    let srv = serve(&db.url, &[], &[]);
+    let r = get(
+        &srv.base,
+        &format!(
+            "/traces/{}/full?span={}&field=input_preview",
+            s.chat_trace, s.chat_span
+        ),
+        &[],
+    );
+    assert_eq!(r.status, 200);
+    assert!(r.header("content-type").unwrap().starts_with("text/plain"));
+    assert!(r.header("content-security-policy").unwrap().contains("sandbox"));
+    assert!(r.body.starts_with("You are a helpful assistant."));
+}
+
+#[tokio::test]
+async fn beyond_loopback_it_refuses_to_start_without_a_token() {
+    let db = fresh_db().await;
+    let out = Command::new(env!("CARGO_BIN_EXE_tracing-postgres"))
+        .args(["--database-url", &db.url, "serve", "--listen", "0.0.0.0:0"])
+        .env_remove("TRACING_POSTGRES_TOKEN")
+        .stdout(Stdio::piped())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("refusing to listen on 0.0.0.0:0 without an access token"), "{err}");
+}
+
+#[tokio::test]
+async fn with_a_token_requests_without_it_get_401_and_with_it_200() {
+    let db = fresh_db().await;
+    let token = "t0k-3n_s3cret";
+    // Listening on every address, the token from the environment.
+    let srv = serve(
+        &db.url,
+        &["--listen", "0.0.0.0:0"],
+        &[("TRACING_POSTGRES_TOKEN", token)],
+    );
+    let base = srv.base.replace("0.0.0.0", "127.0.0.1");
+    for path in ["/", "/usage", "/static/app.js", "/nowhere"] {
+        assert_eq!(get(&base, path, &[]).status, 401, "{path}");
+        let wrong = get(&base, path, &["Authorization: Bearer t0k-3n_s3cre"]);
+        assert_eq!(wrong.status, 401, "{path}");
+        let cookie = get(&base, path, &["Cookie: tpg_token=nope"]);
+        assert_eq!(cookie.status, 401, "{path}");
+    }
+    let ok = get(&base, "/", &[&format!("Authorization: Bearer {token}")]);
+    assert_eq!(ok.status, 200);
+    let ok = get(&base, "/usage", &[&format!("Cookie: a=b; tpg_token={token}")]);
+    assert_eq!(ok.status, 200);
+    // A link with the token sets the cookie and drops the token from the address.
+    let r = get(&base, &format!("/usage?by=kb&token={token}"), &[]);
+    assert_eq!(r.status, 303);
+    assert_eq!(r.header("location"), Some("/usage?by=kb"));
+    let cookie = r.header("set-cookie").unwrap();
+    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"));
+    assert_eq!(get(&base, "/?token=wrong", &[]).status, 401);
+
+    // --token on the command line, on loopback, is required as well.
+    let srv = serve(&db.url, &["--token", token], &[]);
+    assert_eq!(get(&srv.base, "/", &[]).status, 401);
+    assert_eq!(
+        get(&srv.base, "/", &[&format!("Authorization: Bearer {token}")]).status,
+        200
+    );
+}
+
+#[tokio::test]
+async fn the_database_down_gives_503_pages_and_the_viewer_serves_again_once_it_is_back() {
+    let cluster = Cluster::start();
+    let db = fresh_db_on(&cluster.url()).await;
+    let (p, guard) = Builder::new(&db.url).build().unwrap();
+    let s = seed(&p);
+    assert!(guard.flush(FLUSH));
+    drop(guard);
+    let srv = serve(&db.url, &[], &[]);
+    let trace = format!("/traces/{}", s.chat_trace);
+    assert_eq!(get(&srv.base, &trace, &[]).status, 200);
+
+    cluster.stop_server();
+    for path in ["/", trace.as_str(), "/sessions", "/usage"] {
+        let r = get(&srv.base, path, &[]);
+        assert_eq!(r.status, 503, "{path}: {}", r.body);
+        assert!(r.body.contains("Database unavailable"), "{path}");
+    }
+    cluster.start_server();
+    // The pool reconnects on the next request (its stale connections are replaced).
+    let mut status = 0;
+    for _ in 0..20 {
+        status = get(&srv.base, &trace, &[]).status;
+        if status == 200 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+    assert_eq!(status, 200);
+}
+
+#[tokio::test]
+async fn a_slow_query_is_cancelled_by_the_statement_timeout_and_gets_a_503() {
+    let db = fresh_db().await;
+    let srv = serve(&db.url, &["--statement-timeout", "200ms"], &[]);
+    // Hold a lock the traces list needs: its query waits, and is cancelled.
+    let mut tx = db.pool.begin().await.unwrap();
+    sqlx::query("LOCK TABLE observability.traces IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    let base = srv.base.clone();
+    let r = tokio::task::spawn_blocking(move || get(&base, "/", &[]))
+        .await
+        .unwrap();
+    assert_eq!(r.status, 503, "{}", r.body);
+    assert!(r.body.contains("statement timeout"), "{}", r.body);
+    tx.rollback().await.unwrap();
+    assert_eq!(get(&srv.base, "/", &[]).status, 200);
+}
