@@ -51,13 +51,25 @@ async fn every_page_answers_200_with_a_csp_that_forbids_inline_script() {
     }
     let js = get(&srv.base, "/static/app.js", &[]);
     assert_eq!(js.status, 200);
-    assert!(js.header("content-type").unwrap().starts_with("text/javascript"));
+    assert!(
+        js.header("content-type")
+            .unwrap()
+            .starts_with("text/javascript")
+    );
     // The trace page has the spans, the cited answer and the document steps.
     let page = get(&srv.base, &format!("/traces/{}", s.chat_trace), &[]).body;
-    for text in ["openai.chat", "retrieve chunks", "refund-policy.pdf", "RateLimitError"] {
+    for text in [
+        "openai.chat",
+        "retrieve chunks",
+        "refund-policy.pdf",
+        "RateLimitError",
+    ] {
         assert!(page.contains(text), "{text} missing");
     }
-    assert!(page.contains("href=\"#m1-s0\""), "citation [1] links to its source");
+    assert!(
+        page.contains("href=\"#m1-s0\""),
+        "citation [1] links to its source"
+    );
     let doc = get(&srv.base, &format!("/documents/{}", s.document), &[]).body;
     assert!(doc.contains("embedding service timed out") && doc.contains("chunks 40"));
 }
@@ -77,7 +89,10 @@ async fn bad_ids_and_parameters_get_pages_with_their_status() {
         ("/?before=1_2", 400),
         ("/usage?by=color", 400),
         ("/nowhere", 404),
-        ("/traces/0193f0c2-8a4b-7c3d-9e5f-0123456789ab/full?field=x", 404),
+        (
+            "/traces/0193f0c2-8a4b-7c3d-9e5f-0123456789ab/full?field=x",
+            404,
+        ),
     ];
     for (path, status) in cases {
         let r = get(&srv.base, path, &[]);
@@ -105,7 +120,11 @@ async fn whole_values_are_served_as_plain_text() {
     );
     assert_eq!(r.status, 200);
     assert!(r.header("content-type").unwrap().starts_with("text/plain"));
-    assert!(r.header("content-security-policy").unwrap().contains("sandbox"));
+    assert!(
+        r.header("content-security-policy")
+            .unwrap()
+            .contains("sandbox")
+    );
     assert!(r.body.starts_with("You are a helpful assistant."));
 }
 
@@ -120,7 +139,10 @@ async fn beyond_loopback_it_refuses_to_start_without_a_token() {
         .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("refusing to listen on 0.0.0.0:0 without an access token"), "{err}");
+    assert!(
+        err.contains("refusing to listen on 0.0.0.0:0 without an access token"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -143,7 +165,11 @@ async fn with_a_token_requests_without_it_get_401_and_with_it_200() {
     }
     let ok = get(&base, "/", &[&format!("Authorization: Bearer {token}")]);
     assert_eq!(ok.status, 200);
-    let ok = get(&base, "/usage", &[&format!("Cookie: a=b; tpg_token={token}")]);
+    let ok = get(
+        &base,
+        "/usage",
+        &[&format!("Cookie: a=b; tpg_token={token}")],
+    );
     assert_eq!(ok.status, 200);
     // A link with the token sets the cookie and drops the token from the address.
     let r = get(&base, &format!("/usage?by=kb&token={token}"), &[]);

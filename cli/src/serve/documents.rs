@@ -21,7 +21,9 @@ pub struct FailedQuery {
 }
 
 fn between(a: DateTime<Utc>, b: DateTime<Utc>) -> f64 {
-    (b - a).num_microseconds().map_or(0.0, |us| us as f64 / 1000.0)
+    (b - a)
+        .num_microseconds()
+        .map_or(0.0, |us| us as f64 / 1000.0)
 }
 
 /// The figures a step has, as `label value` pairs.

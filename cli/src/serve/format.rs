@@ -43,9 +43,8 @@ pub fn cost(v: Option<Decimal>) -> String {
 
 /// A trace, span or document id: a UUID or 32 hex digits (W3C form).
 pub fn parse_id(s: &str) -> Result<Uuid, WebError> {
-    Uuid::parse_str(s.trim()).map_err(|_| {
-        WebError::BadRequest("not an id: expected a UUID or 32 hex digits".to_owned())
-    })
+    Uuid::parse_str(s.trim())
+        .map_err(|_| WebError::BadRequest("not an id: expected a UUID or 32 hex digits".to_owned()))
 }
 
 /// Text made safe for one path segment of a URL.

@@ -81,7 +81,9 @@ pub async fn page(
     )
     .await?;
     if messages.is_empty() && traces.items.is_empty() {
-        return Err(WebError::NotFound("no session with this id is stored".into()));
+        return Err(WebError::NotFound(
+            "no session with this id is stored".into(),
+        ));
     }
     let tokens: i64 = traces
         .items

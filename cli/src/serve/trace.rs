@@ -58,7 +58,10 @@ pub async fn page(
         }
         None => None,
     };
-    let name = tree.trace.as_ref().map_or("(trace row not stored)", |t| &t.name);
+    let name = tree
+        .trace
+        .as_ref()
+        .map_or("(trace row not stored)", |t| &t.name);
     let title = format::cut(name, 80).0.to_owned();
     let content = html! {
         (header(id, tree.trace.as_ref(), tree.spans.len()))
@@ -136,7 +139,9 @@ fn status_class(s: &str) -> &'static str {
 
 /// Milliseconds from `a` to `b`.
 fn between(a: DateTime<Utc>, b: DateTime<Utc>) -> f64 {
-    (b - a).num_microseconds().map_or(0.0, |us| us as f64 / 1000.0)
+    (b - a)
+        .num_microseconds()
+        .map_or(0.0, |us| us as f64 / 1000.0)
 }
 
 fn waterfall(id: Uuid, tree: &TraceTree, start: DateTime<Utc>, end: DateTime<Utc>) -> Markup {
@@ -225,7 +230,11 @@ pub fn span_detail(trace: Uuid, s: &Span) -> Markup {
         ("Error message", "error_message", s.error_message.as_deref()),
         ("Query text", "query_text", s.query_text.as_deref()),
         ("Input preview", "input_preview", s.input_preview.as_deref()),
-        ("Output preview", "output_preview", s.output_preview.as_deref()),
+        (
+            "Output preview",
+            "output_preview",
+            s.output_preview.as_deref(),
+        ),
     ];
     let events = s.metadata.get("events").filter(|e| !e.is_null());
     html! {
@@ -321,7 +330,10 @@ pub async fn full_value(
         [
             (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
             // Shown as text even if a browser were to guess; nothing in it may run.
-            (header::CONTENT_SECURITY_POLICY, "default-src 'none'; sandbox"),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'none'; sandbox",
+            ),
         ],
         text,
     )

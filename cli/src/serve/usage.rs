@@ -44,11 +44,19 @@ pub async fn page(
         "user" => UsageBy::User,
         _ => return Err(WebError::BadRequest("by is model, kb or user".into())),
     };
-    let since = p.since.as_deref().filter(|s| !s.trim().is_empty()).unwrap_or("24h");
+    let since = p
+        .since
+        .as_deref()
+        .filter(|s| !s.trim().is_empty())
+        .unwrap_or("24h");
     let now = Utc::now();
     let from = parse_time(since, now)?;
     let bucket_s = p.bucket.as_deref().filter(|s| !s.is_empty()).unwrap_or(
-        if now - from > chrono::TimeDelta::days(3) { "day" } else { "hour" },
+        if now - from > chrono::TimeDelta::days(3) {
+            "day"
+        } else {
+            "hour"
+        },
     );
     let bucket = match bucket_s {
         "hour" => Bucket::Hour,
@@ -127,7 +135,9 @@ fn charts(rows: &[Usage]) -> Markup {
     keys.truncate(MAX_SERIES);
     let metrics: [(&str, fn(&Usage) -> f64); 5] = [
         ("Calls", |r| r.calls as f64),
-        ("Tokens", |r| r.prompt_tokens.saturating_add(r.completion_tokens) as f64),
+        ("Tokens", |r| {
+            r.prompt_tokens.saturating_add(r.completion_tokens) as f64
+        }),
         ("Cost (USD)", |r| r.cost_usd.to_f64().unwrap_or(0.0)),
         ("p95 latency (ms)", |r| r.p95_ms.unwrap_or(0.0)),
         ("Error rate (%)", |r| r.error_rate * 100.0),

@@ -176,7 +176,8 @@ pub fn seed(p: &PostgresProvider) -> Seeded {
             ..Default::default()
         },
     );
-    std::thread::sleep(Duration::from_millis(10));
+    // Calls are back-dated by their latency: let this one start after the first.
+    std::thread::sleep(Duration::from_millis(40));
     let chat_span = p.log_llm_call(
         &ctx,
         LlmCall {
@@ -240,9 +241,19 @@ pub fn seed(p: &PostgresProvider) -> Seeded {
 
     // The document's ingestion, in a trace of its own.
     let ing = TraceContext::new().with_kb(kb);
-    p.start_trace(&ing, "ingest refund-policy.pdf", OperationType::Document, None);
+    p.start_trace(
+        &ing,
+        "ingest refund-policy.pdf",
+        OperationType::Document,
+        None,
+    );
     let steps = [
-        (DocumentEventType::Upload, DocumentEventStatus::Completed, DocumentMetrics::None, None),
+        (
+            DocumentEventType::Upload,
+            DocumentEventStatus::Completed,
+            DocumentMetrics::None,
+            None,
+        ),
         (
             DocumentEventType::Parse,
             DocumentEventStatus::Completed,
