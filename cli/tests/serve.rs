@@ -238,3 +238,89 @@ async fn a_slow_query_is_cancelled_by_the_statement_timeout_and_gets_a_503() {
     tx.rollback().await.unwrap();
     assert_eq!(get(&srv.base, "/", &[]).status, 200);
 }
+
+#[tokio::test]
+async fn huge_values_are_shown_cut_with_a_link_to_the_whole() {
+    use serde_json::json;
+    use tracing_postgres::*;
+    let db = fresh_db().await;
+    let (p, guard) = Builder::new(&db.url).build().unwrap();
+    let ctx = TraceContext::new()
+        .with_kb(uuid::Uuid::now_v7())
+        .with_user(uuid::Uuid::now_v7())
+        .with_session("huge");
+    // A 10 MB prompt; a message and a metadata value past the 1 MB content limit.
+    let ten_mb = "<b>x</b>".repeat(10_000_000 / 8);
+    let over_1mb = "<b>x</b>".repeat(1_200_000 / 8);
+    p.start_trace(&ctx, "huge", OperationType::Chat, None);
+    // Building and dropping JSON 10,000 deep recurses that deep: on a thread with the stack
+    // for it (the writer stores it cut at its depth limit).
+    let (p2, ctx2, prompt, big) = (p.clone(), ctx.clone(), ten_mb, over_1mb.clone());
+    let span = std::thread::Builder::new()
+        .stack_size(256 << 20)
+        .spawn(move || {
+            let mut deep = json!("leaf");
+            for _ in 0..10_000 {
+                deep = json!({ "d": deep });
+            }
+            let p = p2;
+            let ctx = ctx2;
+            let ten_mb = prompt;
+            p.log_llm_call(
+                &ctx,
+                LlmCall {
+                    name: Some("huge call".into()),
+                    input_preview: Some(ten_mb.clone()),
+                    metadata: Some(json!({ "deep": deep, "big": big })),
+                    latency_ms: Some(1.0),
+                    ..Default::default()
+                },
+            )
+        })
+        .unwrap()
+        .join()
+        .unwrap();
+    p.log_chat_message(&ctx, ChatMessage::new(ChatRole::User, over_1mb));
+    p.end_trace(&ctx, Outcome::success(), TraceTotals::default());
+    assert!(guard.flush(FLUSH));
+    let srv = serve(&db.url, &[], &[]);
+    let trace = ctx.trace_id.as_uuid();
+    let span = span.as_uuid();
+    for path in [
+        format!("/traces/{trace}"),
+        format!("/traces/{trace}?span={span}"),
+        format!("/traces/{trace}/spans/{span}"),
+        "/sessions/huge".to_owned(),
+    ] {
+        let r = get(&srv.base, &path, &[]);
+        assert_eq!(r.status, 200, "{path}");
+        // The stored message is 1,000,000 characters (the content limit): the page holds a
+        // part of it and the link to the rest.
+        assert!(r.body.len() < 400_000, "{path}: {} bytes", r.body.len());
+        assert!(r.body.contains("Show the whole"), "{path}");
+        assert!(!r.body.contains("<b>"), "{path}: stored markup escaped");
+    }
+    let msg: (uuid::Uuid,) =
+        sqlx::query_as("SELECT id FROM observability.chat_messages WHERE session_id = 'huge'")
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+    let whole = get(
+        &srv.base,
+        &format!("/traces/{trace}/full?message={}&field=content", msg.0),
+        &[],
+    );
+    assert_eq!(whole.status, 200);
+    assert_eq!(whole.body.len(), 1_000_000, "the whole stored message");
+    let meta = get(
+        &srv.base,
+        &format!("/traces/{trace}/full?span={span}&field=metadata"),
+        &[],
+    );
+    assert_eq!(meta.status, 200);
+    assert!(
+        meta.body.len() > 1_000_000,
+        "the whole metadata: {}",
+        meta.body.len()
+    );
+}
