@@ -57,9 +57,15 @@ fn cite_href(anchor: &str, sources: &[Value], c: &Cite) -> Option<String> {
     }
 }
 
+/// A piece of a message's text: plain, or a citation marker with where it links.
+enum Part<'a> {
+    Text(&'a str),
+    Cite(&'a str, Option<String>),
+}
+
 /// The text with each citation marker a link.
 fn content(text: &str, anchor: &str, sources: &[Value], cites: &[Cite]) -> Markup {
-    let mut parts: Vec<(&str, Option<(usize, Option<String>)>)> = Vec::new();
+    let mut parts: Vec<Part<'_>> = Vec::new();
     let mut rest = text;
     while !rest.is_empty() {
         let next = cites
@@ -69,26 +75,26 @@ fn content(text: &str, anchor: &str, sources: &[Value], cites: &[Cite]) -> Marku
             .min();
         match next {
             Some((at, i)) => {
-                parts.push((&rest[..at], None));
+                parts.push(Part::Text(&rest[..at]));
                 let len = cites[i].marker.len();
-                parts.push((
+                parts.push(Part::Cite(
                     &rest[at..at + len],
-                    Some((i, cite_href(anchor, sources, &cites[i]))),
+                    cite_href(anchor, sources, &cites[i]),
                 ));
                 rest = &rest[at + len..];
             }
             None => {
-                parts.push((rest, None));
+                parts.push(Part::Text(rest));
                 rest = "";
             }
         }
     }
     html! {
-        @for (s, cite) in parts {
-            @match cite {
-                Some((_, Some(href))) => a.cite href=(href) { (s) },
-                Some((_, None)) => span.cite { (s) },
-                None => (s),
+        @for part in parts {
+            @match part {
+                Part::Cite(s, Some(href)) => a.cite href=(href) { (s) },
+                Part::Cite(s, None) => span.cite { (s) },
+                Part::Text(s) => (s),
             }
         }
     }

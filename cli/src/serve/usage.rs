@@ -133,7 +133,7 @@ fn charts(rows: &[Usage]) -> Markup {
     keys.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
     let omitted = keys.len().saturating_sub(MAX_SERIES);
     keys.truncate(MAX_SERIES);
-    let metrics: [(&str, fn(&Usage) -> f64); 5] = [
+    let metrics: [(&str, Metric); 5] = [
         ("Calls", |r| r.calls as f64),
         ("Tokens", |r| {
             r.prompt_tokens.saturating_add(r.completion_tokens) as f64
@@ -157,12 +157,15 @@ fn charts(rows: &[Usage]) -> Markup {
     }
 }
 
+/// One figure of a usage row, as drawn.
+type Metric = fn(&Usage) -> f64;
+
 fn chart(
     title: &str,
     rows: &[Usage],
     buckets: &[DateTime<Utc>],
     keys: &[(&str, i64)],
-    value: fn(&Usage) -> f64,
+    value: Metric,
 ) -> Markup {
     let max = rows
         .iter()
