@@ -324,3 +324,41 @@ async fn huge_values_are_shown_cut_with_a_link_to_the_whole() {
         meta.body.len()
     );
 }
+
+#[tokio::test]
+async fn every_page_works_for_a_role_with_only_select_on_the_schema() {
+    use sqlx::AssertSqlSafe;
+    let db = fresh_db().await;
+    let (p, guard) = Builder::new(&db.url).build().unwrap();
+    let s = seed(&p);
+    assert!(guard.flush(FLUSH));
+    let reader = format!(
+        "tpg_viewer_{}",
+        &uuid::Uuid::now_v7().simple().to_string()[20..]
+    );
+    // The grants the README gives for the viewer.
+    for sql in [
+        format!("CREATE ROLE {reader} LOGIN"),
+        format!("GRANT USAGE ON SCHEMA observability TO {reader}"),
+        format!("GRANT SELECT ON ALL TABLES IN SCHEMA observability TO {reader}"),
+    ] {
+        sqlx::query(AssertSqlSafe(sql))
+            .execute(&db.pool)
+            .await
+            .unwrap();
+    }
+    let url = db.url.replacen("postgres@", &format!("{reader}@"), 1);
+    assert_ne!(url, db.url, "the test server's URL names the postgres user");
+    let srv = serve(&url, &[], &[]);
+    for path in pages(&s) {
+        let r = get(&srv.base, &path, &[]);
+        assert_eq!(r.status, 200, "{path}: {}", r.body);
+    }
+    drop(srv);
+    for sql in [
+        format!("DROP OWNED BY {reader}"),
+        format!("DROP ROLE {reader}"),
+    ] {
+        let _ = sqlx::query(AssertSqlSafe(sql)).execute(&db.pool).await;
+    }
+}
