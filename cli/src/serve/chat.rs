@@ -115,9 +115,8 @@ pub fn messages(msgs: &[Message], link_traces: bool) -> Markup {
                         @if let Some(t) = m.turn_number { " · turn " (t) }
                         " · " (format::time(m.created_at))
                         @if let Some(r) = m.response_time_ms { " · " (ms(Some(r))) }
-                        @if m.prompt_tokens.is_some() || m.completion_tokens.is_some() {
-                            " · " (num(m.prompt_tokens)) " + " (num(m.completion_tokens)) " tokens"
-                        }
+                        @if let Some(t) = m.prompt_tokens { " · " (num(Some(t))) " prompt tokens" }
+                        @if let Some(t) = m.completion_tokens { " · " (num(Some(t))) " completion tokens" }
                         @if link_traces { " · " a.trace-link href={ "/traces/" (m.trace_id) } { "trace" } }
                     }
                     div.content { (content(shown, &anchor, sources, &cites)) @if cut { "…" } }
