@@ -10,6 +10,8 @@ use super::format::{self, MESSAGE_CHARS, ms, num};
 
 /// Citations per message whose markers are looked for in its text.
 const MAX_MARKERS: usize = 200;
+/// Citation markers made links in one message.
+const MAX_LINKS: usize = 2_000;
 
 /// A message's citation: its marker and where it points.
 struct Cite {
@@ -63,32 +65,35 @@ enum Part<'a> {
     Cite(&'a str, Option<String>),
 }
 
-/// The text with each citation marker a link.
+/// The text with each citation marker a link (at most [`MAX_LINKS`] of them: each marker's
+/// places are found in one pass over the text, whatever the text and markers are).
 fn content(text: &str, anchor: &str, sources: &[Value], cites: &[Cite]) -> Markup {
-    let mut parts: Vec<Part<'_>> = Vec::new();
-    let mut rest = text;
-    while !rest.is_empty() {
-        let next = cites
-            .iter()
-            .enumerate()
-            .filter_map(|(i, c)| rest.find(c.marker.as_str()).map(|at| (at, i)))
-            .min();
-        match next {
-            Some((at, i)) => {
-                parts.push(Part::Text(&rest[..at]));
-                let len = cites[i].marker.len();
-                parts.push(Part::Cite(
-                    &rest[at..at + len],
-                    cite_href(anchor, sources, &cites[i]),
-                ));
-                rest = &rest[at + len..];
-            }
-            None => {
-                parts.push(Part::Text(rest));
-                rest = "";
-            }
-        }
+    let mut places: Vec<(usize, usize)> = Vec::new();
+    for (i, c) in cites.iter().enumerate() {
+        let room = MAX_LINKS.saturating_sub(places.len());
+        places.extend(
+            text.match_indices(c.marker.as_str())
+                .take(room)
+                .map(|(at, _)| (at, i)),
+        );
     }
+    places.sort_unstable();
+    let mut parts: Vec<Part<'_>> = Vec::new();
+    let mut done = 0;
+    for (at, i) in places {
+        // Overlapping markers: the first one wins.
+        if at < done {
+            continue;
+        }
+        let end = at + cites[i].marker.len();
+        parts.push(Part::Text(&text[done..at]));
+        parts.push(Part::Cite(
+            &text[at..end],
+            cite_href(anchor, sources, &cites[i]),
+        ));
+        done = end;
+    }
+    parts.push(Part::Text(&text[done..]));
     html! {
         @for part in parts {
             @match part {
@@ -178,5 +183,47 @@ fn source(s: &Value) -> Markup {
             @let (shown, cut) = format::cut(e, 1_000);
             blockquote.excerpt { (shown) @if cut { "…" } }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cite(marker: &str, doc: Option<Uuid>) -> Cite {
+        Cite {
+            marker: marker.into(),
+            doc,
+            page: None,
+            section: None,
+        }
+    }
+
+    #[test]
+    fn markers_become_links_to_their_source_or_document_and_text_stays_text() {
+        let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
+        let sources = [serde_json::json!({"doc_id": a.to_string()})];
+        let cites = [
+            cite("[1]", Some(a)),
+            cite("[2]", Some(b)),
+            cite("<i>", None),
+        ];
+        let html = content("x [1] <i> y [1][2]", "m3", &sources, &cites).into_string();
+        assert_eq!(
+            html,
+            format!(
+                "x <a class=\"cite\" href=\"#m3-s0\">[1]</a> <span class=\"cite\">&lt;i&gt;</span> \
+                 y <a class=\"cite\" href=\"#m3-s0\">[1]</a><a class=\"cite\" href=\"/documents/{b}\">[2]</a>"
+            )
+        );
+    }
+
+    #[test]
+    fn overlapping_and_countless_markers_stay_bounded() {
+        let text = "a".repeat(100_000);
+        let cites = [cite("a", None), cite("aa", None)];
+        let html = content(&text, "m0", &[], &cites).into_string();
+        assert_eq!(html.matches("<span class=\"cite\">").count(), MAX_LINKS);
+        assert!(html.ends_with(&"a".repeat(100)));
     }
 }
