@@ -51,7 +51,8 @@ fn figures(s: &DocumentStep) -> Vec<(&'static str, String)> {
     out
 }
 
-/// The steps as a timeline and a table; `link_document` links each to its document's page.
+/// The steps as a table, with a timeline for one document's; `link_document` (steps of many
+/// documents) links each to its document's page instead.
 pub fn steps(steps: &[DocumentStep], link_document: bool) -> Markup {
     let start = steps.iter().map(|s| s.started_at).min();
     let end = steps
@@ -69,7 +70,9 @@ pub fn steps(steps: &[DocumentStep], link_document: bool) -> Markup {
                 th { "Step" } th { "Status" } th { "Started (UTC)" } th.n { "Duration" }
                 th { "Figures" } th { "Error" } th.n { "Retries" }
                 @if link_document { th { "Document" } }
-                th { "Trace" } th.wbar { "Timeline" }
+                th { "Trace" }
+                // One document's steps share a time axis; steps of many documents do not.
+                @if !link_document { th.wbar { "Timeline" } }
             } }
             tbody {
                 @for s in steps {
@@ -88,10 +91,12 @@ pub fn steps(steps: &[DocumentStep], link_document: bool) -> Markup {
                         }
                         td.n { (num(s.retry_count.map(i64::from))) }
                         @if link_document { td.mono { a href={ "/documents/" (s.document_id) } { (s.document_id) } } }
-                        td { a href={ "/traces/" (s.trace_id) } { "trace" } }
-                        td.wbar {
-                            svg viewBox="0 0 1000 10" preserveAspectRatio="none" role="img" {
-                                rect x=(format!("{x:.2}")) y="0" width=(format!("{w:.2}")) height="10" {}
+                        td.nowrap { a href={ "/traces/" (s.trace_id) } { "trace" } }
+                        @if !link_document {
+                            td.wbar {
+                                svg viewBox="0 0 1000 10" preserveAspectRatio="none" role="img" {
+                                    rect x=(format!("{x:.2}")) y="0" width=(format!("{w:.2}")) height="10" {}
+                                }
                             }
                         }
                     }
