@@ -201,6 +201,8 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Plans {
 
 /// Makes the filter of the i-th call of one kind of list.
 type MakeFilter<'a> = Box<dyn Fn(usize) -> TraceFilter + 'a>;
+/// The path of the `i`-th request of a page.
+type MakePath<'a> = Box<dyn Fn(usize) -> String + 'a>;
 
 fn env_i64(name: &str, default: i64) -> i64 {
     std::env::var(name)
@@ -530,7 +532,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             "/".to_owned(),
             "/?op=document&from=2d&to=1d".to_owned(),
         ];
-        let pages: Vec<(&str, usize, Box<dyn Fn(usize) -> String + '_>)> = vec![
+        let pages: Vec<(&str, usize, MakePath)> = vec![
             ("traces", n, Box::new(|i| lists[i % lists.len()].clone())),
             (
                 "trace",
