@@ -4,6 +4,9 @@
 //! (p50 / p95 / max over many calls with varied arguments), captures each query's plan with
 //! `auto_explain`, then prunes the oldest days.
 //!
+//! With `TPG_VIEWER` naming the `tracing-postgres` binary (`./scripts/bench-queries` builds
+//! it), also the web viewer's server time per page (`web_<page>_p95_ms`).
+//!
 //! Writes `target/bench/queries.json` and `target/bench/query-plans.txt`. Run by
 //! `./scripts/bench-queries`, which starts a throwaway server:
 //!
@@ -198,6 +201,8 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Plans {
 
 /// Makes the filter of the i-th call of one kind of list.
 type MakeFilter<'a> = Box<dyn Fn(usize) -> TraceFilter + 'a>;
+/// The path of the `i`-th request of a page.
+type MakePath<'a> = Box<dyn Fn(usize) -> String + 'a>;
 
 fn env_i64(name: &str, default: i64) -> i64 {
     std::env::var(name)
@@ -510,6 +515,71 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .await?;
     drop(conn);
 
+    // The web viewer's pages, when ./scripts/bench-queries built it: server time per page
+    // (one request at a time over loopback, so the time is the server's).
+    let mut web = BTreeMap::new();
+    if let Ok(bin) = std::env::var("TPG_VIEWER") {
+        println!(
+            "\nweb viewer pages through {bin} ({} requests each):",
+            samples / 3
+        );
+        let n = samples / 3 + 1;
+        let viewer = web::Viewer::start(&bin, &url)?;
+        let lists = [
+            "/?op=chat&status=error&from=7d".to_owned(),
+            format!("/?user={}", users[0]),
+            format!("/?kb={}&q=refund&from=3d", kbs[0]),
+            "/".to_owned(),
+            "/?op=document&from=2d&to=1d".to_owned(),
+        ];
+        let pages: Vec<(&str, usize, MakePath)> = vec![
+            ("traces", n, Box::new(|i| lists[i % lists.len()].clone())),
+            (
+                "trace",
+                n,
+                Box::new(|i| format!("/traces/{}", ids[i % ids.len()])),
+            ),
+            (
+                "sessions",
+                20,
+                Box::new(|_| "/sessions?since=24h".to_owned()),
+            ),
+            (
+                "session",
+                n,
+                Box::new(|i| format!("/sessions/{}", sessions[i % sessions.len()])),
+            ),
+            (
+                "document",
+                n,
+                Box::new(|i| format!("/documents/{}", docs[i % docs.len()])),
+            ),
+            (
+                "usage_24h",
+                20,
+                Box::new(|i| format!("/usage?by={}&since=24h", ["model", "kb", "user"][i % 3])),
+            ),
+            (
+                "usage_30d",
+                5,
+                Box::new(|_| "/usage?by=model&bucket=day&since=30d".to_owned()),
+            ),
+        ];
+        for (name, n, path) in &pages {
+            // A failing page is reported and the bench goes on (the load took minutes).
+            match viewer.time(*n, path) {
+                Ok(ms) => {
+                    let p95 = summary(&format!("web {name}"), &ms, &mut figures);
+                    web.insert(format!("web_{name}_p95_ms"), json!(p95));
+                }
+                Err(e) => {
+                    println!("web {name}: failed: {e}");
+                    web.insert(format!("web_{name}_error"), json!(e.to_string()));
+                }
+            }
+        }
+    }
+
     // Retention: drop the days older than 27 days.
     let dry = partitions::prune(&pool, Duration::from_secs(27 * 86_400), true).await?;
     let t = Instant::now();
@@ -530,7 +600,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     std::fs::create_dir_all(&dir)?;
     let plans_text = plans.0.lock().map(|p| p.join("\n\n")).unwrap_or_default();
     std::fs::write(dir.join("query-plans.txt"), plans_text)?;
-    let result = json!({
+    let mut result = json!({
         "spans": counts[1],
         "traces": counts[0],
         "chat_messages": counts[2],
@@ -547,6 +617,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "queries": figures,
         "targets": {"trace_tree_p95_ms": 5.0, "filtered_list_p95_ms": 50.0, "stats_24h_p95_ms": 500.0},
     });
+    if let Value::Object(m) = &mut result {
+        m.extend(web);
+    }
     std::fs::write(
         dir.join("queries.json"),
         serde_json::to_string_pretty(&result)?,
@@ -562,4 +635,70 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .await?;
     }
     Ok(())
+}
+
+/// The web viewer (`tracing-postgres serve`) as a child process, and page timings over plain
+/// HTTP/1.1 on loopback.
+mod web {
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::net::TcpStream;
+    use std::process::{Child, Command, Stdio};
+    use std::time::Instant;
+
+    pub struct Viewer {
+        child: Child,
+        host: String,
+    }
+
+    impl Drop for Viewer {
+        fn drop(&mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+
+    impl Viewer {
+        pub fn start(bin: &str, url: &str) -> std::io::Result<Viewer> {
+            let mut child = Command::new(bin)
+                .args(["--database-url", url, "serve", "--listen", "127.0.0.1:0"])
+                .args(["--statement-timeout", "60s"])
+                .stdout(Stdio::piped())
+                .spawn()?;
+            let mut line = String::new();
+            if let Some(out) = child.stdout.take() {
+                BufReader::new(out).read_line(&mut line)?;
+            }
+            let host = line
+                .trim()
+                .trim_start_matches("serving http://")
+                .trim_end_matches('/')
+                .to_owned();
+            Ok(Viewer { child, host })
+        }
+
+        /// Times `n` GETs of `path(i)`, each to the end of its body; sorted, in ms. A page
+        /// that is not 200 is an error (the figures would be of an error page).
+        pub fn time(&self, n: usize, path: &dyn Fn(usize) -> String) -> std::io::Result<Vec<f64>> {
+            let mut out = Vec::with_capacity(n);
+            for i in 0..n {
+                let p = path(i);
+                let t = Instant::now();
+                let mut s = TcpStream::connect(&self.host)?;
+                write!(
+                    s,
+                    "GET {p} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+                    self.host
+                )?;
+                let mut raw = Vec::new();
+                s.read_to_end(&mut raw)?;
+                out.push(t.elapsed().as_secs_f64() * 1000.0);
+                if !raw.starts_with(b"HTTP/1.1 200") {
+                    let head = String::from_utf8_lossy(&raw[..raw.len().min(600)]).into_owned();
+                    return Err(std::io::Error::other(format!("{p}: {head}")));
+                }
+            }
+            out.sort_by(f64::total_cmp);
+            Ok(out)
+        }
+    }
 }

@@ -8,12 +8,14 @@
 //! tracing-postgres prune --older-than 90d [--dry-run]
 //! tracing-postgres partitions
 //! tracing-postgres doctor
+//! tracing-postgres serve [--listen 127.0.0.1:7411] [--token TOKEN]
 //! ```
 //!
 //! The database is `--database-url` or `DATABASE_URL`. Colours follow `--color`, `NO_COLOR`
 //! and whether the output is a terminal.
 
 mod doctor;
+mod serve;
 mod stats;
 mod style;
 mod tail;
@@ -110,6 +112,20 @@ enum Command {
     /// Checks the database for the writer and the readers: server, schema and migrations,
     /// the role's grants, partitions, and a test write rolled back. Exits 1 on any problem.
     Doctor,
+    /// Serves a read-only web viewer: traces (live), one trace's waterfall with its spans,
+    /// chat and document steps, sessions, documents' ingestion, and usage charts.
+    Serve {
+        /// Where to listen. Any address but a loopback one needs an access token.
+        #[arg(long, default_value = "127.0.0.1:7411")]
+        listen: std::net::SocketAddr,
+        /// The access token every request must carry (`Authorization: Bearer`, or once as
+        /// `?token=` in a link, which sets a cookie).
+        #[arg(long, env = serve::TOKEN_ENV, hide_env_values = true)]
+        token: Option<String>,
+        /// The longest any of the viewer's queries may run.
+        #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+        statement_timeout: Duration,
+    },
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -170,6 +186,22 @@ async fn run(cli: Cli) -> Result<ExitCode, Error> {
         // Before any connection: a connection that cannot be made is the first thing it
         // reports.
         return doctor::run(&url, &mut out).await;
+    }
+    if let Command::Serve {
+        listen,
+        token,
+        statement_timeout,
+    } = cli.command
+    {
+        // Its own pool: lazy (it starts while the database is down) and with a statement
+        // timeout on every connection.
+        let options = serve::Options {
+            listen,
+            token,
+            statement_timeout,
+        };
+        serve::run(&url, options).await?;
+        return Ok(ExitCode::SUCCESS);
     }
     let pool = PgPoolOptions::new()
         .max_connections(2)
@@ -240,7 +272,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Error> {
                 writeln!(out, "{:<16} {:<32} {range}", p.table_name, p.name)?;
             }
         }
-        Command::Doctor => unreachable!("handled before connecting"),
+        Command::Doctor | Command::Serve { .. } => unreachable!("handled before connecting"),
     }
     Ok(ExitCode::SUCCESS)
 }

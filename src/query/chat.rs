@@ -64,3 +64,26 @@ pub async fn chat_history(
     .fetch_all(db)
     .await
 }
+
+/// The messages a trace wrote in `[from, to)` (its time range, with slack), in turn order.
+///
+/// The table's key leads with the trace id, and the range keeps PostgreSQL to the partitions
+/// of that time.
+pub async fn trace_messages(
+    db: impl PgExecutor<'_>,
+    trace_id: Uuid,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Result<Vec<Message>, sqlx::Error> {
+    sqlx::query_as(AssertSqlSafe(format!(
+        "SELECT {} FROM observability.chat_messages m \
+         WHERE trace_id = $1 AND created_at >= $2 AND created_at < $3 \
+         ORDER BY m.turn_number NULLS LAST, m.created_at, m.id",
+        *SELECT
+    )))
+    .bind(trace_id)
+    .bind(from)
+    .bind(to)
+    .fetch_all(db)
+    .await
+}

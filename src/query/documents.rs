@@ -88,3 +88,43 @@ pub async fn document_timeline(
     .fetch_all(db)
     .await
 }
+
+/// The document steps a trace wrote in `[from, to)` (its time range, with slack), in time
+/// order. The table's key leads with the trace id.
+pub async fn trace_document_steps(
+    db: impl PgExecutor<'_>,
+    trace_id: Uuid,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Result<Vec<DocumentStep>, sqlx::Error> {
+    sqlx::query_as(AssertSqlSafe(format!(
+        "SELECT {} FROM observability.document_events e \
+         WHERE trace_id = $1 AND started_at >= $2 AND started_at < $3 \
+         ORDER BY e.started_at, e.id",
+        *SELECT
+    )))
+    .bind(trace_id)
+    .bind(from)
+    .bind(to)
+    .fetch_all(db)
+    .await
+}
+
+/// The latest failed ingestion steps started at or after `since`, newest first, at most
+/// `limit` (1 to 1,000): the status index, newest first, within the partitions of the range.
+pub async fn failed_steps(
+    db: impl PgExecutor<'_>,
+    since: DateTime<Utc>,
+    limit: u32,
+) -> Result<Vec<DocumentStep>, sqlx::Error> {
+    sqlx::query_as(AssertSqlSafe(format!(
+        "SELECT {} FROM observability.document_events e \
+         WHERE status = 'failed' AND started_at >= $1 \
+         ORDER BY e.started_at DESC, e.id DESC LIMIT $2",
+        *SELECT
+    )))
+    .bind(since)
+    .bind(i64::from(limit.clamp(1, 1000)))
+    .fetch_all(db)
+    .await
+}

@@ -1,5 +1,6 @@
 //! Reading the data back: a trace with its span tree, recent traces filtered and paged, a
-//! chat session's history, a document's timeline, and usage statistics.
+//! chat session's history, recent sessions, a document's timeline, recent failed ingestion
+//! steps, and usage statistics.
 //!
 //! Each function is one indexed query (two for a trace: its row and its spans) over any
 //! executor (`&PgPool`, `&mut PgConnection`), with the time bounds that let PostgreSQL skip
@@ -31,11 +32,15 @@
 
 mod chat;
 mod documents;
+mod sessions;
 mod sql;
 mod traces;
 mod usage;
 
-pub use chat::{Message, chat_history};
-pub use documents::{DocumentStep, document_timeline};
-pub use traces::{Cursor, Page, Span, Trace, TraceFilter, TraceTree, recent_traces, trace_tree};
+pub use chat::{Message, chat_history, trace_messages};
+pub use documents::{DocumentStep, document_timeline, failed_steps, trace_document_steps};
+pub use sessions::{SessionSummary, recent_sessions};
+pub use traces::{
+    Cursor, Page, Span, Trace, TraceFilter, TraceTree, recent_traces, span_counts, trace_tree,
+};
 pub use usage::{Bucket, Usage, UsageBy, UsageQuery, usage};

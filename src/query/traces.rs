@@ -343,6 +343,9 @@ pub struct TraceFilter {
     pub to: Option<DateTime<Utc>>,
     /// Containing this text (case-insensitive) in the name or the error message.
     pub text: Option<String>,
+    /// With a span of this model (looked for in each candidate trace's spans, by the span
+    /// table's key, which leads with the trace id).
+    pub model: Option<String>,
     /// Traces per page: 1 to 1,000 (default 50).
     pub limit: u32,
     /// Continue after this cursor (from [`Page::next`]).
@@ -361,6 +364,7 @@ impl Default for TraceFilter {
             from: None,
             to: None,
             text: None,
+            model: None,
             limit: 50,
             before: None,
         }
@@ -410,6 +414,18 @@ pub async fn recent_traces(
             .push_bind(pattern)
             .push(")");
     }
+    if let Some(v) = &filter.model {
+        // Spans start from an hour before their trace (clocks of several hosts) to a day
+        // after its end; the bounds keep the look-up to those partitions.
+        q.push(
+            " AND EXISTS (SELECT 1 FROM observability.spans s WHERE s.trace_id = t.id \
+               AND s.started_at >= t.started_at - interval '1 hour' \
+               AND s.started_at < coalesce(t.ended_at, t.started_at) + interval '1 day' \
+               AND s.model = ",
+        )
+        .push_bind(v.clone())
+        .push(")");
+    }
     if let Some(c) = filter.before {
         // The plain bound lets the time index and partition pruning apply; the row
         // comparison breaks ties between traces of the same microsecond.
@@ -436,4 +452,34 @@ pub async fn recent_traces(
         None
     };
     Ok(Page { items, next })
+}
+
+/// The number of spans stored of each of `traces` (a page of [`recent_traces`]): one query by
+/// the span table's key (trace id first), within the time the traces cover with the slack of
+/// [`trace_tree`]. Traces without spans are absent from the map.
+pub async fn span_counts(
+    db: impl PgExecutor<'_>,
+    traces: &[Trace],
+) -> Result<HashMap<Uuid, i64>, sqlx::Error> {
+    let (Some(from), Some(to)) = (
+        traces.iter().map(|t| t.started_at).min(),
+        traces
+            .iter()
+            .map(|t| t.ended_at.unwrap_or_else(Utc::now).max(t.started_at))
+            .max(),
+    ) else {
+        return Ok(HashMap::new());
+    };
+    let ids: Vec<Uuid> = traces.iter().map(|t| t.id).collect();
+    let rows: Vec<(Uuid, i64)> = sqlx::query_as(
+        "SELECT trace_id, count(*) FROM observability.spans \
+         WHERE trace_id = ANY($1) AND started_at >= $2 AND started_at < $3 \
+         GROUP BY trace_id",
+    )
+    .bind(ids)
+    .bind(from - SPAN_SLACK_BEFORE)
+    .bind(to + SPAN_SLACK_AFTER)
+    .fetch_all(db)
+    .await?;
+    Ok(rows.into_iter().collect())
 }

@@ -427,3 +427,96 @@ async fn usage_sums_tokens_and_cost_and_gives_percentiles_and_error_rate() {
                 && r.bucket > Utc::now() - TimeDelta::hours(25))
     );
 }
+
+#[tokio::test]
+async fn the_viewers_queries_sessions_a_traces_messages_and_steps_failed_steps_span_counts_model() {
+    let db = fresh_db().await;
+    let (p, guard) = Builder::new(&db.url).build().unwrap();
+    let (user, kb, doc) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+    let mut traces = Vec::new();
+    // Session "a": two requests (one failed), session "b": one; a trace without a session.
+    for (session, model, ok) in [
+        ("a", "gpt-4o", true),
+        ("a", "gpt-4o-mini", false),
+        ("b", "gpt-4o", true),
+    ] {
+        let ctx = TraceContext::new()
+            .with_user(user)
+            .with_kb(kb)
+            .with_session(session);
+        p.start_trace(&ctx, "chat", OperationType::Chat, None);
+        p.log_llm_call(&ctx, llm(model, 5.0, 100, 10, "0.5"));
+        p.log_llm_call(&ctx, llm(model, 5.0, 100, 10, "0.5"));
+        p.log_chat_message(&ctx, ChatMessage::new(ChatRole::User, "q"));
+        let mut e = DocumentEvent::new(doc, DocumentEventType::Embed, DocumentEventStatus::Failed);
+        e.error_message = Some("timeout".into());
+        p.log_document_event(&ctx, e);
+        let outcome = if ok {
+            Outcome::success()
+        } else {
+            Outcome::error("E", "failed")
+        };
+        p.end_trace(&ctx, outcome, TraceTotals::default());
+        traces.push(ctx.trace_id.as_uuid());
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let lone = TraceContext::new();
+    p.start_trace(&lone, "lone", OperationType::Search, None);
+    p.end_trace(&lone, Outcome::success(), TraceTotals::default());
+    assert!(guard.flush(FLUSH));
+
+    let (from, to) = (
+        Utc::now() - TimeDelta::hours(1),
+        Utc::now() + TimeDelta::hours(1),
+    );
+    let sessions = query::recent_sessions(&db.pool, from, to, 10)
+        .await
+        .unwrap();
+    let got: Vec<(&str, i64, i64, i64)> = sessions
+        .iter()
+        .map(|s| (s.session_id.as_str(), s.turns, s.total_tokens, s.errors))
+        .collect();
+    // Latest activity first: "b" wrote last.
+    assert_eq!(got, vec![("b", 1, 220, 0), ("a", 2, 440, 1)]);
+    assert_eq!(sessions[1].user_id, Some(user));
+    assert_eq!(sessions[1].cost_usd, Decimal::from(2));
+    assert!(sessions[1].first_at < sessions[1].last_at);
+    // Out of the range: none.
+    let none = query::recent_sessions(&db.pool, to, to + TimeDelta::hours(1), 10)
+        .await
+        .unwrap();
+    assert!(none.is_empty());
+
+    let msgs = query::trace_messages(&db.pool, traces[0], from, to)
+        .await
+        .unwrap();
+    assert_eq!(msgs.len(), 1);
+    assert_eq!(msgs[0].trace_id, traces[0]);
+    let steps = query::trace_document_steps(&db.pool, traces[1], from, to)
+        .await
+        .unwrap();
+    assert_eq!(steps.len(), 1);
+    assert_eq!(steps[0].trace_id, traces[1]);
+    let failed = query::failed_steps(&db.pool, from, 2).await.unwrap();
+    assert_eq!(failed.len(), 2, "the limit");
+    assert!(failed[0].started_at >= failed[1].started_at, "newest first");
+    assert_eq!(failed[0].trace_id, traces[2]);
+
+    let page = query::recent_traces(&db.pool, &TraceFilter::default())
+        .await
+        .unwrap();
+    let counts = query::span_counts(&db.pool, &page.items).await.unwrap();
+    for t in &traces {
+        assert_eq!(counts.get(t), Some(&2));
+    }
+    assert_eq!(counts.get(&lone.trace_id.as_uuid()), None, "no spans");
+    assert!(query::span_counts(&db.pool, &[]).await.unwrap().is_empty());
+
+    let mini = TraceFilter {
+        model: Some("gpt-4o-mini".into()),
+        ..Default::default()
+    };
+    let page = query::recent_traces(&db.pool, &mini).await.unwrap();
+    let ids: Vec<Uuid> = page.items.iter().map(|t| t.id).collect();
+    assert_eq!(ids, vec![traces[1]]);
+}
