@@ -10,7 +10,7 @@ use tracing_postgres::query::{self, DocumentStep};
 
 use super::error::WebError;
 use super::format::{self, INLINE_CHARS, ms, num};
-use super::traces::parse_time;
+use super::traces::since_param;
 use super::{AppState, page};
 
 /// `?since=7d` (default): how far back failed steps are listed.
@@ -144,13 +144,7 @@ pub async fn failed(
     Query(q): Query<FailedQuery>,
 ) -> Result<Html<String>, WebError> {
     let now = Utc::now();
-    let since = q
-        .since
-        .as_deref()
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .unwrap_or("7d");
-    let from = parse_time(since, now)?;
+    let (since, from) = since_param(q.since.as_deref(), "7d", now)?;
     let failed = query::failed_steps(&state.pool, from, 200).await?;
     let content = html! {
         h1 { "Failed ingestion steps" }

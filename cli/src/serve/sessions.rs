@@ -11,7 +11,7 @@ use tracing_postgres::query::{self, TraceFilter};
 
 use super::error::WebError;
 use super::format::{self, cost, num};
-use super::traces::parse_time;
+use super::traces::since_param;
 use super::{AppState, chat, page};
 
 /// `?since=24h` (default), or any time `/` accepts.
@@ -27,13 +27,7 @@ pub async fn list(
     Query(q): Query<SessionsQuery>,
 ) -> Result<Html<String>, WebError> {
     let now = Utc::now();
-    let since = q
-        .since
-        .as_deref()
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .unwrap_or("24h");
-    let from = parse_time(since, now)?;
+    let (since, from) = since_param(q.since.as_deref(), "24h", now)?;
     let sessions = query::recent_sessions(&state.pool, from, now, 200).await?;
     let content = html! {
         h1 { "Sessions" }

@@ -52,6 +52,19 @@ fn field(v: &Option<String>) -> Option<String> {
         .map(str::to_owned)
 }
 
+/// A `since` parameter, trimmed (`default` when missing or blank), and the time it names.
+pub fn since_param<'a>(
+    since: Option<&'a str>,
+    default: &'a str,
+    now: DateTime<Utc>,
+) -> Result<(&'a str, DateTime<Utc>), WebError> {
+    let since = since
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .unwrap_or(default);
+    Ok((since, parse_time(since, now)?))
+}
+
 /// A time in the query string: RFC 3339, `YYYY-MM-DDTHH:MM[:SS]` (UTC, as a
 /// `datetime-local` input sends it), or a span of time back from now (`15m`, `24h`, `7d`).
 pub fn parse_time(s: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, WebError> {

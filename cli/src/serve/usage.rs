@@ -13,7 +13,7 @@ use tracing_postgres::query::{self, Bucket, Usage, UsageBy, UsageQuery};
 
 use super::error::WebError;
 use super::format::{self, cost, ms, num};
-use super::traces::parse_time;
+use super::traces::since_param;
 use super::{AppState, page};
 
 /// Keys drawn in the charts (the most called); the table has every key.
@@ -44,13 +44,8 @@ pub async fn page(
         "user" => UsageBy::User,
         _ => return Err(WebError::BadRequest("by is model, kb or user".into())),
     };
-    let since = p
-        .since
-        .as_deref()
-        .filter(|s| !s.trim().is_empty())
-        .unwrap_or("24h");
     let now = Utc::now();
-    let from = parse_time(since, now)?;
+    let (since, from) = since_param(p.since.as_deref(), "24h", now)?;
     let bucket_s = p.bucket.as_deref().filter(|s| !s.is_empty()).unwrap_or(
         if now - from > chrono::TimeDelta::days(3) {
             "day"

@@ -15,7 +15,6 @@ use tracing_subscriber::registry::LookupSpan;
 use super::PostgresLayer;
 use super::events::{EventKind, event_kind};
 use crate::capture::span_data::{SpanData, WithContext};
-use crate::map;
 use crate::model::fields::{Collector, Fields, Slot};
 use crate::model::ids::{span_in, v7_at};
 use crate::model::record::{CapturedSpan, Record, SpanHead};
@@ -154,8 +153,7 @@ where
                 // Written whole at the close, or never if the span joins a remote trace (or,
                 // waiting for OpenTelemetry's ids, when it is first entered).
             } else {
-                let row = map::root_start(self.limits(), &data.captured, &data.scope());
-                self.push(Record::Trace(Box::new(row)));
+                self.queue_root_start(&data);
             }
         } else if self.map_config().span_starts {
             let row = self.span_start(&data);

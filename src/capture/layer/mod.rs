@@ -114,6 +114,12 @@ impl PostgresLayer {
         self.provider.handle.push(record);
     }
 
+    /// Queues a root's `traces` start row (`in_progress`).
+    fn queue_root_start(&self, data: &SpanData) {
+        let row = map::root_start(self.limits(), &data.captured, &data.scope());
+        self.push(Record::Trace(Box::new(row)));
+    }
+
     /// The start row of a span inside a trace, when every span's start is written.
     fn span_start(&self, data: &SpanData) -> SpanRow {
         let head = data.head();

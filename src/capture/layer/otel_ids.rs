@@ -8,8 +8,6 @@ use tracing_subscriber::registry::{LookupSpan, SpanRef};
 use super::PostgresLayer;
 use crate::capture::otel;
 use crate::capture::span_data::SpanData;
-use crate::map;
-use crate::model::record::Record;
 
 impl PostgresLayer {
     /// The dispatch this layer is part of, while it lives.
@@ -44,8 +42,7 @@ impl PostgresLayer {
         if data.start_unsent && !data.start_pending {
             data.start_unsent = false;
             if data.is_root {
-                let row = map::root_start(self.limits(), &data.captured, &data.scope());
-                self.push(Record::Trace(Box::new(row)));
+                self.queue_root_start(data);
             }
         }
     }
