@@ -13,6 +13,7 @@ mod model;
 pub mod partitions;
 pub mod query;
 mod queue;
+pub mod rollups;
 mod schema;
 mod writer;
 

@@ -133,6 +133,7 @@ enum By {
     Model,
     Kb,
     User,
+    SpanType,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -250,6 +251,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Error> {
                 By::Model => UsageBy::Model,
                 By::Kb => UsageBy::Kb,
                 By::User => UsageBy::User,
+                By::SpanType => UsageBy::SpanType,
             };
             let bucket = match bucket {
                 Per::Hour => Bucket::Hour,

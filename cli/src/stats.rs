@@ -37,6 +37,7 @@ pub async fn run(
         UsageBy::Model => "model",
         UsageBy::Kb => "kb",
         UsageBy::User => "user",
+        UsageBy::SpanType => "span type",
     };
     writeln!(
         out,

@@ -43,4 +43,4 @@ pub use sessions::{SessionSummary, recent_sessions};
 pub use traces::{
     Cursor, Page, Span, Trace, TraceFilter, TraceTree, recent_traces, span_counts, trace_tree,
 };
-pub use usage::{Bucket, Usage, UsageBy, UsageQuery, usage};
+pub use usage::{Bucket, Usage, UsageBy, UsageQuery, usage, usage_raw};

@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 
+use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::pg::encoded::EncodedSpans;
@@ -47,6 +48,10 @@ pub(crate) struct Batch {
     /// Span rows encoded for binary `COPY` as they came: the layer's closed spans, which are
     /// fresh (never a start, never merged) unless every span's start is written.
     pub encoded_spans: EncodedSpans,
+    /// The hours (as Unix hours) of the encoded spans' start times, for the usage rollups'
+    /// dirty marks. Kept whole in both halves of a split: marking an hour too many only costs
+    /// a recomputation.
+    encoded_hours: Vec<i64>,
     /// Where each trace or span row of this batch sits, so its end can replace its start.
     trace_rows: HashMap<Uuid, usize>,
     span_rows: HashMap<Uuid, usize>,
@@ -73,9 +78,14 @@ impl Batch {
         self.records += 1;
         self.bytes += bytes;
         match map::map(config, record) {
-            Mapped::Closed(span) => self
-                .encoded_spans
-                .push(&span.row, |buf| span.write_metadata(buf)),
+            Mapped::Closed(span) => {
+                let hour = unix_hour(span.row.started_at);
+                if self.encoded_hours.last() != Some(&hour) {
+                    self.encoded_hours.push(hour);
+                }
+                self.encoded_spans
+                    .push(&span.row, |buf| span.write_metadata(buf))
+            }
             Mapped::Trace(row) => merge(&mut self.traces, &mut self.trace_rows, row, |r| {
                 (r.id, r.is_start(), r.start_sent)
             }),
@@ -111,6 +121,24 @@ impl Batch {
             + self.parts.len() as u64
     }
 
+    /// The hours of the start times of the batch's span and trace rows, sorted, each once:
+    /// the hours whose usage rollups these rows change.
+    pub fn usage_hours(&self) -> Vec<DateTime<Utc>> {
+        let mut hours: Vec<i64> = self
+            .traces
+            .iter()
+            .map(|e| unix_hour(e.row.started_at))
+            .chain(self.spans.iter().map(|e| unix_hour(e.row.started_at)))
+            .chain(self.encoded_hours.iter().copied())
+            .collect();
+        hours.sort_unstable();
+        hours.dedup();
+        hours
+            .into_iter()
+            .filter_map(|h| DateTime::from_timestamp(h * 3600, 0))
+            .collect()
+    }
+
     /// The traces whose totals are to be set from their parts after this batch: those of its
     /// parts, and those of its rows marked for a recount. Sorted, each once: the order their
     /// locks are taken in, the same in every writer.
@@ -144,6 +172,7 @@ impl Batch {
         take(&mut self.traces, &mut left.traces, &mut want);
         take(&mut self.spans, &mut left.spans, &mut want);
         left.encoded_spans = self.encoded_spans.split_first(want);
+        left.encoded_hours = self.encoded_hours.clone();
         want -= left.encoded_spans.rows();
         take(&mut self.chats, &mut left.chats, &mut want);
         take(&mut self.docs, &mut left.docs, &mut want);
@@ -160,6 +189,11 @@ impl Batch {
         self.span_rows.clear();
         (left, self)
     }
+}
+
+/// The hour a time falls in, counted in hours since the Unix epoch (rounded down).
+fn unix_hour(t: DateTime<Utc>) -> i64 {
+    t.timestamp().div_euclid(3600)
 }
 
 /// Adds a trace or span row. A start is remembered; an end replaces its start when the start

@@ -14,6 +14,7 @@ mod partitions;
 mod propagation;
 mod provider;
 mod query;
+mod rollups;
 mod scale_out;
 mod writer;
 mod writer_nodelay;

@@ -42,7 +42,12 @@ pub async fn page(
         "model" => UsageBy::Model,
         "kb" => UsageBy::Kb,
         "user" => UsageBy::User,
-        _ => return Err(WebError::BadRequest("by is model, kb or user".into())),
+        "span_type" => UsageBy::SpanType,
+        _ => {
+            return Err(WebError::BadRequest(
+                "by is model, kb, user or span_type".into(),
+            ));
+        }
     };
     let now = Utc::now();
     let (since, from) = since_param(p.since.as_deref(), "24h", now)?;
@@ -73,7 +78,7 @@ pub async fn page(
         h1 { "Usage" }
         form.filters method="get" action="/usage" {
             label { "By " select name="by" {
-                @for v in ["model", "kb", "user"] { option value=(v) selected[v == by_s] { (v) } }
+                @for v in ["model", "kb", "user", "span_type"] { option value=(v) selected[v == by_s] { (v) } }
             } }
             label { "Per " select name="bucket" {
                 @for v in ["hour", "day", "week"] { option value=(v) selected[v == bucket_s] { (v) } }

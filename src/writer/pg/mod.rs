@@ -4,5 +4,6 @@
 pub(crate) mod copy;
 pub(crate) mod encoded;
 pub(crate) mod parts;
+pub(crate) mod rollups;
 pub(crate) mod sink;
 pub(crate) mod tables;

@@ -9,8 +9,8 @@ use sqlx::postgres::{PgConnectOptions, PgConnection, PgDatabaseError};
 use sqlx::{AssertSqlSafe, Connection};
 
 use super::copy::{CopyEncoder, HEADER};
-use super::parts;
 use super::tables::{Table, copy_sql, create_stage_sql, stage_name, upsert_sql};
+use super::{parts, rollups};
 use crate::schema::SHORT_SPAN_COLUMNS;
 use crate::writer::batch::{Batch, Entry};
 
@@ -180,6 +180,7 @@ async fn write_batch(
     if !recounted.is_empty() {
         parts::recount(&mut tx, &recounted).await?;
     }
+    rollups::mark(&mut tx, &batch.usage_hours(), &recounted).await?;
     tx.commit().await
 }
 
