@@ -34,6 +34,7 @@ use sqlx::{AssertSqlSafe, Executor};
 use tracing_postgres::Uuid;
 use tracing_postgres::partitions::{self, PartitionStep};
 use tracing_postgres::query::{self, Bucket, TraceFilter, UsageBy, UsageQuery};
+use tracing_postgres::rollups;
 use tracing_subscriber::prelude::*;
 
 const SPANS_PER_TRACE: i64 = 10;
@@ -340,6 +341,19 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         counts[0], counts[1], counts[2], counts[3]
     );
 
+    // The usage rollups of the loaded rows (written with plain SQL, so not marked by a writer),
+    // as the upkeep would build them: every closed hour.
+    let roll = Instant::now();
+    let marked = rollups::mark_range(&pool, base - TimeDelta::days(1), Utc::now()).await?;
+    let rolled = rollups::refresh(&pool, Utc::now(), usize::MAX).await?;
+    let rollup_s = roll.elapsed().as_secs_f64();
+    let rollup_rows: i64 = sqlx::query_scalar("SELECT count(*) FROM observability.usage_hourly")
+        .fetch_one(&pool)
+        .await?;
+    println!(
+        "usage rollups: {marked} hours marked, {rolled} rolled up into {rollup_rows} rows in {rollup_s:.1} s"
+    );
+
     // Arguments: sampled trace ids, sessions, documents, users, kbs.
     let ids: Vec<Uuid> = sqlx::query_scalar(AssertSqlSafe(format!(
         "SELECT id FROM observability.traces TABLESAMPLE BERNOULLI (1) ORDER BY random() LIMIT {samples}"
@@ -483,6 +497,42 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     .await;
     summary("stats_30d by Model, daily", &month, &mut figures);
 
+    // Usage through the rollups: every grouping, range and bucket a dashboard asks for.
+    let mut usage_figures = BTreeMap::new();
+    for (range, days) in [("24h", 1), ("7d", 7), ("30d", 30)] {
+        let mut all = Vec::new();
+        for by in [UsageBy::Model, UsageBy::Kb, UsageBy::User] {
+            for bucket in [Bucket::Hour, Bucket::Day] {
+                let ms = time(10, |_| {
+                    let pool = pool.clone();
+                    let q = UsageQuery {
+                        by,
+                        bucket,
+                        from: Utc::now() - TimeDelta::days(days),
+                        to: Utc::now(),
+                    };
+                    async move { query::usage(&pool, &q).await }
+                })
+                .await;
+                let name = format!(
+                    "usage_{}_{range}_{bucket:?}",
+                    format!("{by:?}").to_lowercase()
+                )
+                .to_lowercase();
+                let p95 = summary(&name, &ms, &mut figures);
+                usage_figures.insert(format!("{name}_p95_ms"), json!(p95));
+                all.extend(ms);
+            }
+        }
+        all.sort_by(f64::total_cmp);
+        let p95 = summary(
+            &format!("usage_{range} (all groupings and buckets)"),
+            &all,
+            &mut figures,
+        );
+        usage_figures.insert(format!("usage_{range}_p95_ms"), json!(p95));
+    }
+
     // Plans: one call of each with auto_explain on that connection.
     let mut conn = pool.acquire().await?;
     conn.execute(
@@ -614,11 +664,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "prune_dropped_partitions": pruned.partitions.len(),
         "prune_ms": prune_ms,
         "spans_after_prune": spans_after,
+        "rollup_build_seconds": rollup_s,
+        "rollup_rows": rollup_rows,
         "queries": figures,
         "targets": {"trace_tree_p95_ms": 5.0, "filtered_list_p95_ms": 50.0, "stats_24h_p95_ms": 500.0},
     });
     if let Value::Object(m) = &mut result {
         m.extend(web);
+        m.extend(usage_figures);
     }
     std::fs::write(
         dir.join("queries.json"),
