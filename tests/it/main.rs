@@ -15,5 +15,6 @@ mod propagation;
 mod provider;
 mod query;
 mod scale_out;
+mod scores;
 mod writer;
 mod writer_nodelay;
