@@ -633,3 +633,58 @@ async fn scores_have_partitions_ahead_and_are_pruned_with_them() {
     );
     assert_eq!(count(&db.pool, "scores").await, 0);
 }
+
+/// A writer role granted its privileges before the scores migration (`ON ALL TABLES`, which
+/// covers only the tables of that day) gets the same on `scores` from the migration, and
+/// writes scores without an operator's new grant.
+#[tokio::test]
+async fn a_writer_granted_before_the_migration_can_write_scores_after_it() {
+    let db = common::empty_db().await;
+    let mut before = sqlx::migrate::Migrator::with_migrations(
+        MIGRATOR
+            .iter()
+            .filter(|m| m.version < 20261207000001)
+            .cloned()
+            .collect(),
+    );
+    before.create_schema("observability");
+    before.dangerous_set_table_name(tracing_postgres::migrations::HISTORY_TABLE);
+    before.run(&db.pool).await.unwrap();
+    let role = format!("tpg_writer_{}", &db.name[db.name.len() - 12..]);
+    for sql in [
+        format!("CREATE ROLE {role} LOGIN"),
+        format!("GRANT USAGE ON SCHEMA observability TO {role}"),
+        format!("GRANT SELECT, INSERT, UPDATE ON ALL TABLES IN SCHEMA observability TO {role}"),
+        format!("GRANT TEMPORARY ON DATABASE {} TO {role}", db.name),
+    ] {
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .execute(&db.pool)
+            .await
+            .unwrap();
+    }
+    migrate(&db.pool).await.unwrap();
+    let granted: Vec<bool> = sqlx::query_scalar(
+        "SELECT has_table_privilege($1, 'observability.scores', p) \
+         FROM unnest(ARRAY['SELECT', 'INSERT', 'UPDATE', 'DELETE']) AS p",
+    )
+    .bind(&role)
+    .fetch_all(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(granted, [true, true, true, false]);
+
+    let url = db.url.replacen("postgres@", &format!("{role}@"), 1);
+    let (p, guard) = Builder::new(&url).build().unwrap();
+    let trace = TraceId::new();
+    p.log_score(Score::new(trace, "thumbs", ScoreValue::Bool(true)));
+    let s = flushed(&guard);
+    assert_eq!((s.written, s.refused), (1, 0), "{s:?}");
+    assert_eq!(scores_of(&db.pool, trace.as_uuid()).await.len(), 1);
+    drop(guard);
+    for sql in [format!("DROP OWNED BY {role}"), format!("DROP ROLE {role}")] {
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .execute(&db.pool)
+            .await
+            .unwrap();
+    }
+}
