@@ -66,18 +66,29 @@ BEGIN
 END
 $$;
 
--- The partition functions learn the new table. partition_column and partitions() keep their
--- signatures; create_partitions loops over the tables partition_column knows.
-CREATE OR REPLACE FUNCTION observability.partition_column(p_table text) RETURNS text
-LANGUAGE sql IMMUTABLE
+-- The partition functions learn the tables added after the first four: a table is
+-- partitioned by the functions when it exists. These definitions are the same, word for word,
+-- as those of 20261207000002_usage_rollups.sql (which adds `usage_hourly`): whichever of the
+-- two migrations a database runs last (a database migrated from a branch with only one of
+-- them runs the other later), the functions end up the same.
+CREATE OR REPLACE FUNCTION observability.partitioned_tables()
+RETURNS TABLE (table_name text, column_name text)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT CASE p_table
-        WHEN 'traces' THEN 'started_at'
-        WHEN 'spans' THEN 'started_at'
-        WHEN 'chat_messages' THEN 'created_at'
-        WHEN 'document_events' THEN 'started_at'
-        WHEN 'scores' THEN 'created_at'
-    END
+    SELECT t, c
+    FROM (VALUES (1, 'traces', 'started_at'), (2, 'spans', 'started_at'),
+                 (3, 'chat_messages', 'created_at'), (4, 'document_events', 'started_at'),
+                 (5, 'scores', 'created_at'), (6, 'usage_hourly', 'hour')) AS v(o, t, c)
+    WHERE to_regclass(format('observability.%I', t)) IS NOT NULL
+    ORDER BY o
+$$;
+
+CREATE OR REPLACE FUNCTION observability.partition_column(p_table text) RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT column_name FROM observability.partitioned_tables() WHERE table_name = p_table
 $$;
 
 CREATE OR REPLACE FUNCTION observability.partitions()
@@ -98,16 +109,15 @@ AS $$
     JOIN pg_class child ON child.oid = i.inhrelid
     CROSS JOIN LATERAL (SELECT pg_get_expr(child.relpartbound, child.oid) AS bound) b
     WHERE n.nspname = 'observability'
-      AND parent.relname IN ('traces', 'spans', 'chat_messages', 'document_events', 'scores')
+      AND parent.relname IN (SELECT t.table_name FROM observability.partitioned_tables() t)
       AND child.relkind IN ('r', 'p')
-      -- A partition dropped meanwhile has no bound any more.
       AND b.bound IS NOT NULL
     ORDER BY 1, 3 NULLS FIRST
 $$;
 
--- As in 20261127000001_time_partitions.sql, with `scores` in the list of tables.
+-- create_partitions over every table of partitioned_tables(); otherwise unchanged.
 CREATE OR REPLACE FUNCTION observability.create_partitions(p_from timestamptz, p_to timestamptz,
-                                                           p_step text DEFAULT 'day')
+                                                p_step text DEFAULT 'day')
 RETURNS TABLE (table_name text, partition_name text, range_from timestamptz,
                range_to timestamptz, rows_moved bigint)
 LANGUAGE plpgsql
@@ -142,7 +152,7 @@ BEGIN
     step := ('1 ' || p_step)::interval;
     -- One maintainer at a time; a second waits, then finds the work done.
     PERFORM pg_advisory_xact_lock(hashtext('tracing-postgres/partitions'));
-    FOREACH t IN ARRAY ARRAY['traces', 'spans', 'chat_messages', 'document_events', 'scores'] LOOP
+    FOR t IN SELECT x.table_name FROM observability.partitioned_tables() x LOOP
         col := observability.partition_column(t);
         SELECT string_agg(quote_ident(a.attname), ', ' ORDER BY a.attnum) INTO cols
         FROM pg_attribute a

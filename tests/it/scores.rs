@@ -688,3 +688,27 @@ async fn a_writer_granted_before_the_migration_can_write_scores_after_it() {
             .unwrap();
     }
 }
+
+/// The score fields are well-known names now, yet on a span (not an event) they are no score:
+/// kept in the span's metadata as before, and no score is written.
+#[tokio::test]
+async fn score_fields_on_a_span_stay_in_its_metadata() {
+    let db = fresh_db().await;
+    let (layer, guard) = Builder::new(&db.url).build_layer().unwrap();
+    let dispatch = Dispatch::new(tracing_subscriber::registry().with(layer));
+    tracing::dispatcher::with_default(&dispatch, || {
+        let _root = tracing::info_span!("request").entered();
+        let _span = tracing::info_span!("rank", score_name = "bm25", score_value = 3_i64).entered();
+    });
+    flushed(&guard);
+    let metadata: serde_json::Value =
+        sqlx::query_scalar("SELECT metadata FROM observability.spans WHERE name = 'rank'")
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        metadata,
+        serde_json::json!({"score_name": "bm25", "score_value": 3})
+    );
+    assert_eq!(count(&db.pool, "scores").await, 0);
+}
