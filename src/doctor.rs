@@ -224,7 +224,7 @@ async fn schema(conn: &mut PgConnection, role: &str, report: &mut Report) -> boo
             false
         }
         Ok(_) => {
-            report.ok("schema", "observability, with its four tables");
+            report.ok("schema", "observability, with its five tables");
             true
         }
         Err(e) => {
@@ -334,7 +334,7 @@ async fn grants(conn: &mut PgConnection, role: &str, report: &mut Report) {
     if write.is_empty() {
         report.ok(
             "write grants",
-            "SELECT, INSERT, UPDATE on the four tables; TEMPORARY on the database",
+            "SELECT, INSERT, UPDATE on the five tables; TEMPORARY on the database",
         );
     } else {
         report.problem(
@@ -362,7 +362,7 @@ async fn grants(conn: &mut PgConnection, role: &str, report: &mut Report) {
         );
     }
     if read.is_empty() {
-        report.ok("read grants", "SELECT on the four tables");
+        report.ok("read grants", "SELECT on the five tables");
     } else {
         report.problem(
             "read grants",
@@ -422,7 +422,7 @@ async fn partitions_ahead(conn: &mut PgConnection, role: &str, report: &mut Repo
         report.ok(
             "partitions ahead",
             format!(
-                "the four tables have partitions until {}",
+                "the five tables have partitions until {}",
                 until.format("%Y-%m-%d")
             ),
         );

@@ -35,11 +35,13 @@ pub use model::inputs::{
     Outcome, ParseMetrics, RetrievalMetrics, Source, SpanEnd, SpanMetrics, TraceTotals,
 };
 pub use model::kinds::{
-    ChatRole, DocumentEventStatus, DocumentEventType, OperationType, SpanType, Status,
+    ChatRole, DocumentEventStatus, DocumentEventType, OperationType, ScoreDataType, ScoreSource,
+    SpanType, Status,
 };
 pub use model::money::micros_to_decimal;
 pub use model::prices::PriceTable;
 pub use model::sanitize::{JSON_TOO_DEEP, TextLimits};
+pub use model::score::{Score, ScoreValue};
 pub use model::stats::Stats;
 pub use model::traceparent::{TraceParent, TraceParentError};
 pub use partitions::{PartitionPolicy, PartitionStep};

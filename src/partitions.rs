@@ -1,8 +1,8 @@
-//! Time partitions of the four tables: created ahead of need, listed, and dropped whole for
+//! Time partitions of the five tables: created ahead of need, listed, and dropped whole for
 //! retention.
 //!
 //! Each table is range-partitioned by its time column (`started_at`, or `created_at` for
-//! `chat_messages`), in UTC periods of a day (the default), a week or a month, plus a `DEFAULT`
+//! `chat_messages` and `scores`), in UTC periods of a day (the default), a week or a month, plus a `DEFAULT`
 //! partition that keeps any row whose period has no partition yet. The work is done by two SQL
 //! functions the migrations install, `observability.create_partitions` and
 //! `observability.drop_partitions`; they are `SECURITY DEFINER`, so a role that does not own
@@ -117,10 +117,10 @@ impl PartitionPolicy {
     }
 }
 
-/// One partition of one of the four tables.
+/// One partition of one of the five tables.
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct Partition {
-    /// The partitioned table: `traces`, `spans`, `chat_messages` or `document_events`.
+    /// The partitioned table: `traces`, `spans`, `chat_messages`, `document_events` or `scores`.
     pub table_name: String,
     /// The partition's own table, in the `observability` schema.
     #[sqlx(rename = "partition_name")]
@@ -176,7 +176,7 @@ pub struct PruneReport {
     pub partitions: Vec<PrunedPartition>,
 }
 
-/// Lists the partitions of the four tables, by table and range.
+/// Lists the partitions of the five tables, by table and range.
 pub async fn list(db: impl PgExecutor<'_>) -> Result<Vec<Partition>, sqlx::Error> {
     sqlx::query_as(
         "SELECT table_name, partition_name, range_from, range_to, is_default \

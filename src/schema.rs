@@ -1,4 +1,4 @@
-//! The store's names: the schema, its four tables, their keys and columns (in the order the
+//! The store's names: the schema, its five tables, their keys and columns (in the order the
 //! writer sends them and the reader selects them), and the privileges the writer needs. Data
 //! only: the writer and the query API both read it.
 
@@ -42,12 +42,20 @@ pub(crate) const DOCUMENT_EVENTS: Table = Table {
     columns: DOCUMENT_EVENT_COLUMNS,
 };
 
-/// The four tables' names.
-pub(crate) const TABLES: [&str; 4] = [
+/// `observability.scores`.
+pub(crate) const SCORES: Table = Table {
+    name: "scores",
+    key: "trace_id, id, created_at",
+    columns: SCORE_COLUMNS,
+};
+
+/// The five time-partitioned tables' names.
+pub(crate) const TABLES: [&str; 5] = [
     TRACES.name,
     SPANS.name,
     CHAT_MESSAGES.name,
     DOCUMENT_EVENTS.name,
+    SCORES.name,
 ];
 
 /// The privileges the writer needs on each of [`TABLES`]: `INSERT`, and `SELECT` and `UPDATE`
@@ -191,4 +199,21 @@ pub(crate) const DOCUMENT_EVENT_COLUMNS: &[&str] = &[
     "retryable",
     "retry_count",
     "metadata",
+];
+
+/// The columns of `scores`.
+pub(crate) const SCORE_COLUMNS: &[&str] = &[
+    "id",
+    "trace_id",
+    "span_id",
+    "message_id",
+    "name",
+    "data_type",
+    "value_numeric",
+    "value_bool",
+    "value_text",
+    "comment",
+    "source",
+    "author",
+    "created_at",
 ];

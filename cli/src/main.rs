@@ -15,6 +15,7 @@
 //! and whether the output is a terminal.
 
 mod doctor;
+mod scores;
 mod serve;
 mod stats;
 mod style;
@@ -31,7 +32,7 @@ use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
 use tracing_postgres::Uuid;
 use tracing_postgres::partitions;
-use tracing_postgres::query::{Bucket, UsageBy};
+use tracing_postgres::query::{Bucket, ScoreBy, UsageBy};
 
 /// Reads and maintains the traces that tracing-postgres stores in PostgreSQL.
 #[derive(Debug, Parser)]
@@ -86,7 +87,9 @@ enum Command {
         #[arg(long, default_value = "30m", value_parser = humantime::parse_duration)]
         window: Duration,
     },
-    /// Usage: calls, tokens, cost, latency p50/p95 and error rate.
+    /// Usage: calls, tokens, cost, latency p50/p95 and error rate; then scores: count, mean
+    /// and share of negatives, by model or kb (by name for `--by user`), of the scores given
+    /// over the same time.
     Stats {
         /// Grouped by.
         #[arg(long, value_enum, default_value_t = By::Model)]
@@ -107,7 +110,7 @@ enum Command {
         #[arg(long)]
         dry_run: bool,
     },
-    /// Lists the partitions of the four tables.
+    /// Lists the partitions of the five tables.
     Partitions,
     /// Checks the database for the writer and the readers: server, schema and migrations,
     /// the role's grants, partitions, and a test write rolled back. Exits 1 on any problem.
@@ -223,7 +226,11 @@ async fn run(cli: Cli) -> Result<ExitCode, Error> {
         Command::Show { trace_id, width } => {
             let id = parse_trace_id(&trace_id)?;
             match tracing_postgres::query::trace_tree(&pool, id).await? {
-                Some(tree) => write!(out, "{}", waterfall::render(&tree, width.clamp(10, 400)))?,
+                Some(tree) => {
+                    write!(out, "{}", waterfall::render(&tree, width.clamp(10, 400)))?;
+                    let scores = tracing_postgres::query::trace_scores(&pool, id).await?;
+                    scores::print_trace(&mut out, &scores)?;
+                }
                 None => {
                     eprintln!("no trace {trace_id}");
                     return Ok(ExitCode::from(2));
@@ -259,6 +266,12 @@ async fn run(cli: Cli) -> Result<ExitCode, Error> {
                 Per::Week => Bucket::Week,
             };
             stats::run(&pool, &mut out, by, bucket, since).await?;
+            let score_by = match by {
+                UsageBy::Model => ScoreBy::Model,
+                UsageBy::Kb => ScoreBy::Kb,
+                _ => ScoreBy::Name,
+            };
+            scores::print_stats(&pool, &mut out, score_by, since).await?;
         }
         Command::Prune {
             older_than,

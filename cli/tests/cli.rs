@@ -82,8 +82,8 @@ async fn migrate_creates_the_schema_and_its_partitions() {
     let out = stdout(&cli(&db.url, &["migrate"]));
     assert!(out.contains("schema up to date"), "{out}");
     let parts = partitions::list(&db.pool).await.unwrap();
-    assert_eq!(parts.iter().filter(|p| p.is_default).count(), 4);
-    assert!(parts.len() > 4);
+    assert_eq!(parts.iter().filter(|p| p.is_default).count(), 5);
+    assert!(parts.len() > 5);
     // Again: nothing to do, still fine.
     stdout(&cli(&db.url, &["migrate"]));
 }
@@ -377,4 +377,87 @@ async fn doctor_names_each_problem_with_its_fix_and_exits_1() {
             .await
             .unwrap();
     }
+}
+
+/// `show` lists a trace's scores under its waterfall (control characters of a stored name
+/// dropped); `stats` adds the score aggregates by model, or by name for `--by user`.
+#[tokio::test]
+async fn show_lists_a_traces_scores_and_stats_aggregates_them() {
+    let db = fresh_db().await;
+    let (p, guard) = Builder::new(&db.url).build().unwrap();
+    let ctx = write_trace(&p);
+    assert!(guard.flush(FLUSH));
+    let span: Uuid =
+        sqlx::query_scalar("SELECT id FROM observability.spans WHERE name = 'openai.chat'")
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+    p.log_score(Score {
+        span_id: Some(SpanId(span)),
+        comment: Some("wrong\nanswer".into()),
+        source: ScoreSource::User,
+        author: Some("u-1".into()),
+        ..Score::new(ctx.trace_id, "thumbs", ScoreValue::Bool(false))
+    });
+    p.log_score(Score::new(
+        ctx.trace_id,
+        "help\u{1b}[31mfulness",
+        ScoreValue::Numeric(0.75),
+    ));
+    assert!(guard.flush(FLUSH));
+
+    let out = stdout(&cli(
+        &db.url,
+        &["show", &ctx.trace_id.to_string(), "--color", "never"],
+    ));
+    let at = out.find("scores (2)").unwrap_or_else(|| panic!("{out}"));
+    let lines: Vec<&str> = out[at..].lines().collect();
+    assert_eq!(lines.len(), 3, "{out}");
+    assert!(
+        lines[1].starts_with("thumbs ") && lines[1].contains("false"),
+        "{out}"
+    );
+    assert!(
+        lines[1].contains("user u-1") && lines[1].contains("span "),
+        "{out}"
+    );
+    // The comment's first line only.
+    assert!(
+        lines[1].contains("wrong") && !out.contains("answer"),
+        "{out}"
+    );
+    assert!(lines[2].starts_with("help[31mfulness ") && lines[2].contains("0.75"));
+    assert!(
+        lines[2].contains(" api ") && lines[2].contains("trace"),
+        "{out}"
+    );
+    assert!(!out.contains('\u{1b}'), "{out}");
+
+    let stats = stdout(&cli(&db.url, &["stats", "--color", "never"]));
+    let at = stats.find("score ").unwrap_or_else(|| panic!("{stats}"));
+    let rows: Vec<Vec<&str>> = stats[at..]
+        .lines()
+        .skip(1)
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    // Both scores count under the model of the scored span, or the trace's first by name.
+    assert_eq!(
+        rows,
+        [
+            vec!["gpt-4o-mini", "help[31mfulness", "1", "0.750", "0", "0.0"],
+            vec!["gpt-4o-mini", "thumbs", "1", "0.000", "1", "100.0"],
+        ],
+        "{stats}"
+    );
+    let by_user = stdout(&cli(
+        &db.url,
+        &["stats", "--by", "user", "--color", "never"],
+    ));
+    assert!(
+        by_user
+            .lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>()
+                == ["(none)", "thumbs", "1", "0.000", "1", "100.0"]),
+        "{by_user}"
+    );
 }

@@ -257,9 +257,10 @@ impl Builder {
     }
 
     /// Whether content is stored: chat message content, input and output previews, retrieval
-    /// query text and source excerpts. With `false`, previews and query text are NULL and chat
-    /// content is [`NOT_CAPTURED`](crate::privacy::NOT_CAPTURED); ids, names, types, timings,
-    /// tokens and costs are still stored. Default `true`.
+    /// query text, source excerpts and score comments. With `false`, previews, query text and
+    /// score comments are NULL and chat content is
+    /// [`NOT_CAPTURED`](crate::privacy::NOT_CAPTURED); ids, names, types, timings,
+    /// tokens, costs and score values are still stored. Default `true`.
     pub fn capture_content(mut self, on: bool) -> Self {
         self.privacy.skip_content = !on;
         self

@@ -113,6 +113,20 @@ impl<'a> Metadata<'a> {
                 items.push((Key::Name(name), Item::Field(v, l.preview)));
             }
         }
+        // A score event's fields recorded on a span have no span column: kept as before they
+        // were well-known names.
+        for (slot, name) in [
+            (Slot::ScoreName, "score_name"),
+            (Slot::ScoreValue, "score_value"),
+            (Slot::ScoreComment, "score_comment"),
+            (Slot::ScoreSource, "score_source"),
+            (Slot::ScoreAuthor, "score_author"),
+            (Slot::ScoreMessageId, "score_message_id"),
+        ] {
+            if let Some(v) = self.fields.get(slot) {
+                items.push((Key::Name(name), Item::Field(v, l.content)));
+            }
+        }
         if self.fields.has(Slot::OtelName) {
             items.push((Key::Name("callsite_name"), Item::Callsite));
         }

@@ -1,5 +1,5 @@
 //! Pure mapping from what was captured to rows: a closed span's columns, usage and outcome, its
-//! metadata, a root span's trace row, the events that are rows of their own, the explicit
+//! metadata, a root span's trace row, the events that are rows of their own, scores, the explicit
 //! provider's inputs, and the privacy settings applied to a row.
 //!
 //! Nothing here knows which thread it runs on: the layer maps a root span and an event on the
@@ -13,6 +13,7 @@ mod inputs;
 mod jsonb_text;
 mod metadata;
 pub mod privacy;
+mod scores;
 mod span;
 mod span_type;
 mod trace;
@@ -24,13 +25,14 @@ pub(crate) use inputs::{
     chat_row, document_row, has_usage, merge_metadata, metadata, outcome, span_metrics,
 };
 pub(crate) use metadata::parse_uuid;
+pub(crate) use scores::{score_event, score_row};
 pub(crate) use span::ClosedSpan;
 pub(crate) use span_type::span_type;
 pub(crate) use trace::{origin_part, part, root_end, root_start};
 pub(crate) use usage::usage;
 
 use crate::model::record::Record;
-use crate::model::rows::{ChatMessageRow, DocumentEventRow, PartRow, SpanRow, TraceRow};
+use crate::model::rows::{ChatMessageRow, DocumentEventRow, PartRow, ScoreRow, SpanRow, TraceRow};
 
 /// What a queued record becomes.
 ///
@@ -47,6 +49,7 @@ pub(crate) enum Mapped {
     Chat(Box<ChatMessageRow>),
     Document(Box<DocumentEventRow>),
     Part(Box<PartRow>),
+    Score(Box<ScoreRow>),
 }
 
 impl Mapped {
@@ -60,6 +63,7 @@ impl Mapped {
             Mapped::Chat(r) => Record::Chat(r),
             Mapped::Document(r) => Record::Document(r),
             Mapped::Part(r) => Record::Part(r),
+            Mapped::Score(r) => Record::Score(r),
         }
     }
 }
@@ -72,6 +76,7 @@ pub(crate) fn map(config: &MapConfig, record: Record) -> Mapped {
         Record::Chat(r) => Mapped::Chat(r),
         Record::Document(r) => Mapped::Document(r),
         Record::Part(r) => Mapped::Part(r),
+        Record::Score(r) => Mapped::Score(r),
         Record::Closed(span) => {
             let closed = span::closed_span(config, span);
             if config.span_starts {

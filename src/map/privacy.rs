@@ -29,6 +29,8 @@ pub enum TextKind {
     ErrorMessage,
     /// A string anywhere in `metadata`, `sources` or `citations`.
     Json,
+    /// A score's comment (a user's feedback in their own words).
+    ScoreComment,
 }
 
 /// A redaction hook: called with each piece of text a record carries, it may change it in place
@@ -39,7 +41,8 @@ pub type Redactor = Arc<dyn Fn(TextKind, &mut String) + Send + Sync>;
 /// Privacy settings of a handle.
 #[derive(Clone, Default)]
 pub(crate) struct Privacy {
-    /// `false`: chat content, previews, query text and source excerpts are not stored.
+    /// `false`: chat content, previews, query text, source excerpts and score comments are not
+    /// stored.
     pub skip_content: bool,
     pub redactor: Option<Redactor>,
 }
@@ -87,6 +90,8 @@ fn drop_content(record: &mut Record) {
                 }
             }
         }
+        // A score's comment is the user's (or judge's) own words about the content.
+        Record::Score(s) => s.comment = None,
         // Mapped to a span row before the settings are applied (`Handle::push`).
         Record::Trace(_)
         | Record::Document(_)
@@ -136,6 +141,7 @@ fn redact(record: &mut Record, r: &Redactor, limits: &TextLimits) {
             opt(TextKind::ErrorMessage, &mut d.error_message);
             json(&mut d.metadata, &text);
         }
+        Record::Score(s) => opt(TextKind::ScoreComment, &mut s.comment),
         // Mapped to a span row before the settings are applied (`Handle::push`).
         Record::Closed(_) | Record::Llm(_) | Record::Part(_) => {}
     }

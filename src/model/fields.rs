@@ -79,6 +79,18 @@ pub(crate) enum Slot {
     TraceParent,
     /// The W3C `tracestate` that came with the `traceparent`: passed on, not stored.
     TraceState,
+    /// A score event's name (`score_name`): the event is a row of `scores`.
+    ScoreName,
+    /// A score event's value: a bool, a number or a label.
+    ScoreValue,
+    /// A score event's comment.
+    ScoreComment,
+    /// Who or what gave the score (`user`, `model`, `rule`, `api`).
+    ScoreSource,
+    /// Who gave the score.
+    ScoreAuthor,
+    /// The chat message a score event judges.
+    ScoreMessageId,
 }
 
 /// The well-known names: the slot each fills and its rank (0 = the spec's own name). One list
@@ -213,6 +225,12 @@ well_known_names! {
         "gen_ai.tool.definitions" => (ToolDefinitions, 0),
         "traceparent" => (TraceParent, 0),
         "tracestate" => (TraceState, 0),
+        "score_name" => (ScoreName, 0),
+        "score_value" => (ScoreValue, 0),
+        "score_comment" => (ScoreComment, 0),
+        "score_source" => (ScoreSource, 0),
+        "score_author" => (ScoreAuthor, 0),
+        "score_message_id" => (ScoreMessageId, 0),
 }
 
 /// For each first byte (ASCII), a bit per length (lengths of 63 and more share bit 63) that

@@ -158,3 +158,29 @@ text_enum! {
     /// Any other role.
     Custom
 }
+
+text_enum! {
+    /// Who or what gave a score, stored in `scores.source`.
+    ScoreSource {
+        /// A person using the application (a thumbs-down, a star rating).
+        User => "user",
+        /// A model judging the output (an evaluation run).
+        Model => "model",
+        /// A rule or check in code (a regular expression, a citation check).
+        Rule => "rule",
+        /// The application, without saying which of the above (the default).
+        Api => "api",
+    }
+}
+
+text_enum! {
+    /// The kind of a score's value, stored in `scores.data_type`.
+    ScoreDataType {
+        /// A number, in `value_numeric`.
+        Numeric => "numeric",
+        /// A yes or no, in `value_bool`.
+        Boolean => "boolean",
+        /// A label, in `value_text`.
+        Categorical => "categorical",
+    }
+}

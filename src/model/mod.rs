@@ -1,6 +1,6 @@
 //! Plain data, at the bottom of the crate: ids, the enums stored as text, the provider's
 //! inputs, the rows, the queue's item, captured fields and their values, text limits and
-//! sanitation, money and prices, the writer's health and the stats. Imports nothing else of
+//! sanitation, scores, money and prices, the writer's health and the stats. Imports nothing else of
 //! the crate.
 
 pub(crate) mod fields;
@@ -13,6 +13,7 @@ pub(crate) mod prices;
 pub(crate) mod record;
 pub(crate) mod rows;
 pub(crate) mod sanitize;
+pub(crate) mod score;
 pub(crate) mod stats;
 pub(crate) mod traceparent;
 pub(crate) mod values;

@@ -7,7 +7,7 @@ use uuid::Uuid;
 
 use super::fields::Fields;
 use super::inputs::LlmCall;
-use super::rows::{ChatMessageRow, DocumentEventRow, PartRow, SpanRow, TraceRow};
+use super::rows::{ChatMessageRow, DocumentEventRow, PartRow, ScoreRow, SpanRow, TraceRow};
 
 /// A record in the queue with its bytes as counted against the byte budget, counted once when
 /// it is queued so the writer releases exactly that much.
@@ -30,6 +30,8 @@ pub(crate) enum Record {
     Llm(Box<CapturedLlmCall>),
     /// One process's share of a distributed trace's usage.
     Part(Box<PartRow>),
+    /// A score of a trace, span or message.
+    Score(Box<ScoreRow>),
 }
 
 impl Record {
@@ -76,6 +78,13 @@ impl Record {
             Record::Closed(r) => r.approx_bytes(),
             Record::Llm(r) => r.approx_bytes(),
             Record::Part(_) => std::mem::size_of::<PartRow>(),
+            Record::Score(r) => {
+                std::mem::size_of::<ScoreRow>()
+                    + r.name.len()
+                    + s(&r.value_text)
+                    + s(&r.comment)
+                    + s(&r.author)
+            }
             Record::Document(r) => {
                 std::mem::size_of::<DocumentEventRow>()
                     + r.event_type.len()

@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::kinds::Status;
+use super::kinds::{ScoreDataType, ScoreSource, Status};
 
 /// Text that is often a `&'static str` (a span's name, a built-in type): no copy then.
 pub(crate) type Text = std::borrow::Cow<'static, str>;
@@ -181,4 +181,22 @@ pub(crate) struct DocumentEventRow {
     pub retryable: Option<bool>,
     pub retry_count: Option<i32>,
     pub metadata: Value,
+}
+
+/// A row of `observability.scores`: insert-only, one value column filled by its data type.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct ScoreRow {
+    pub id: Uuid,
+    pub trace_id: Uuid,
+    pub span_id: Option<Uuid>,
+    pub message_id: Option<Uuid>,
+    pub name: String,
+    pub data_type: ScoreDataType,
+    pub value_numeric: Option<f64>,
+    pub value_bool: Option<bool>,
+    pub value_text: Option<String>,
+    pub comment: Option<String>,
+    pub source: ScoreSource,
+    pub author: Option<String>,
+    pub created_at: DateTime<Utc>,
 }

@@ -1,6 +1,6 @@
 //! Reading the data back: a trace with its span tree, recent traces filtered and paged, a
 //! chat session's history, recent sessions, a document's timeline, recent failed ingestion
-//! steps, and usage statistics.
+//! steps, usage statistics, and scores with their aggregates.
 //!
 //! Each function is one indexed query (two for a trace: its row and its spans) over any
 //! executor (`&PgPool`, `&mut PgConnection`), with the time bounds that let PostgreSQL skip
@@ -32,6 +32,7 @@
 
 mod chat;
 mod documents;
+mod scores;
 mod sessions;
 mod sql;
 mod traces;
@@ -39,6 +40,9 @@ mod usage;
 
 pub use chat::{Message, chat_history, trace_messages};
 pub use documents::{DocumentStep, document_timeline, failed_steps, trace_document_steps};
+pub use scores::{
+    ScoreBy, ScoreStat, ScoreStatsQuery, StoredScore, message_scores, score_stats, trace_scores,
+};
 pub use sessions::{SessionSummary, recent_sessions};
 pub use traces::{
     Cursor, Page, Span, Trace, TraceFilter, TraceTree, recent_traces, span_counts, trace_tree,

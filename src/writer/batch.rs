@@ -9,7 +9,7 @@ use uuid::Uuid;
 use super::pg::encoded::EncodedSpans;
 use crate::map::{self, MapConfig, Mapped};
 use crate::model::record::Record;
-use crate::model::rows::{ChatMessageRow, DocumentEventRow, PartRow, SpanRow, TraceRow};
+use crate::model::rows::{ChatMessageRow, DocumentEventRow, PartRow, ScoreRow, SpanRow, TraceRow};
 
 /// One row of a batch.
 #[derive(Debug)]
@@ -42,6 +42,9 @@ pub(crate) struct Batch {
     pub spans: Vec<Entry<SpanRow>>,
     pub chats: Vec<Entry<ChatMessageRow>>,
     pub docs: Vec<Entry<DocumentEventRow>>,
+    /// Scores: insert-only, fresh (their ids are new), written by plain `COPY` on a first
+    /// attempt and through the upsert, which keeps a stored row, on a retry.
+    pub scores: Vec<Entry<ScoreRow>>,
     /// Shares of distributed traces' usage: inserted once each, then their traces' totals are
     /// set to the sum of their parts.
     pub parts: Vec<PartRow>,
@@ -95,6 +98,7 @@ impl Batch {
             Mapped::Chat(row) => self.chats.push(Entry::new(row, true)),
             Mapped::Document(row) => self.docs.push(Entry::new(row, true)),
             Mapped::Part(row) => self.parts.push(*row),
+            Mapped::Score(row) => self.scores.push(Entry::new(row, true)),
         }
     }
 
@@ -105,6 +109,7 @@ impl Batch {
             + self.encoded_spans.rows()
             + self.chats.len()
             + self.docs.len()
+            + self.scores.len()
             + self.parts.len()
     }
 
@@ -118,6 +123,7 @@ impl Batch {
             + self.encoded_spans.rows() as u64
             + sum(&self.chats)
             + sum(&self.docs)
+            + sum(&self.scores)
             + self.parts.len() as u64
     }
 
@@ -176,6 +182,7 @@ impl Batch {
         want -= left.encoded_spans.rows();
         take(&mut self.chats, &mut left.chats, &mut want);
         take(&mut self.docs, &mut left.docs, &mut want);
+        take(&mut self.scores, &mut left.scores, &mut want);
         take(&mut self.parts, &mut left.parts, &mut want);
         left.records = left.record_count();
         self.records = self.record_count();

@@ -11,7 +11,7 @@
 //!   the database) grows by exactly one and no row appears.
 //!
 //! Every test also checks that nothing panicked, that `written + rejected + refused + dropped`
-//! equals the records it emitted, and that the four tables still exist (injection did nothing).
+//! equals the records it emitted, and that the five tables still exist (injection did nothing).
 //!
 //! | #  | via      | hostile input                                                                    | outcome |
 //! |----|----------|-----------------------------------------------------------------------------------|---------|
@@ -81,16 +81,16 @@ use uuid::Uuid;
 const FLUSH: Duration = Duration::from_secs(30);
 
 /// An injection attempt, stored verbatim wherever it goes.
-const INJECTION: &str = "'); DROP TABLE observability.spans; --";
+pub(crate) const INJECTION: &str = "'); DROP TABLE observability.spans; --";
 
 /// Text that breaks naive escaping: quotes, a backslash, a tab, CR/LF, a line holding only `\.`
 /// (the end of a text COPY), CSV-like commas and quotes, control and non-ASCII characters.
 /// Starts and ends with non-blank characters (the layer trims a span type).
-const HOSTILE: &str =
+pub(crate) const HOSTILE: &str =
     "it's \"quoted\" back\\slash\ttab\r\nline\n\\.\na,b,\"c,d\",,e\u{1}\u{1b}[31m\u{7f} é😀";
 
 /// 255 `n`, a 4-byte character at position 256 (the label limit), then more.
-const LONG_SPAN_NAME: &str = concat!(
+pub(crate) const LONG_SPAN_NAME: &str = concat!(
     "nnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnn",
     "nnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnn",
     "nnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnn",
@@ -224,7 +224,13 @@ async fn finish(db: &common::TestDb, guard: &WriterGuard, emitted: u64) -> Stats
 }
 
 async fn assert_tables_intact(pool: &PgPool) {
-    for t in ["traces", "spans", "chat_messages", "document_events"] {
+    for t in [
+        "traces",
+        "spans",
+        "chat_messages",
+        "document_events",
+        "scores",
+    ] {
         let exists: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
             .bind(format!("observability.{t}"))
             .fetch_one(pool)

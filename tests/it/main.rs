@@ -16,5 +16,6 @@ mod provider;
 mod query;
 mod rollups;
 mod scale_out;
+mod scores;
 mod writer;
 mod writer_nodelay;

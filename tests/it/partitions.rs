@@ -13,7 +13,13 @@ use tracing_postgres::partitions::{self, Partition};
 use tracing_postgres::*;
 
 const FLUSH: Duration = Duration::from_secs(30);
-const TABLES: [&str; 4] = ["traces", "spans", "chat_messages", "document_events"];
+const TABLES: [&str; 5] = [
+    "traces",
+    "spans",
+    "chat_messages",
+    "document_events",
+    "scores",
+];
 const DAY_MS: f64 = 86_400_000.0;
 
 fn today() -> DateTime<Utc> {
@@ -237,7 +243,7 @@ async fn prune_dry_run_lists_and_keeps_then_prune_drops_whole_old_partitions() {
     assert_eq!(done.partitions.len(), old.len());
     let after = partitions::list(&db.pool).await.unwrap();
     assert_eq!(after.len(), before.len() - old.len());
-    assert!(after.iter().filter(|p| p.is_default).count() == 4);
+    assert!(after.iter().filter(|p| p.is_default).count() == TABLES.len());
     // The old span went with its partition; today's stays.
     assert_eq!(count(&db.pool, "spans").await, 1);
 }
@@ -305,7 +311,7 @@ async fn a_role_without_ownership_can_be_granted_partition_upkeep_and_nothing_mo
     )
     .await
     .unwrap();
-    assert_eq!(created.len(), 4 * 3);
+    assert_eq!(created.len(), TABLES.len() * 3);
     // Dropping was not granted.
     let refused = partitions::prune(&pool, Duration::ZERO, false).await;
     let Err(sqlx::Error::Database(e)) = refused else {

@@ -68,7 +68,7 @@ fn sql_blocks(doc: &str) -> Vec<String> {
 }
 
 #[tokio::test]
-async fn the_scale_out_note_distributes_all_four_tables_of_the_migrated_schema() {
+async fn the_scale_out_note_distributes_all_five_tables_of_the_migrated_schema() {
     let doc = include_str!("../../docs/scale-out.md");
     let blocks = sql_blocks(doc);
     assert!(!blocks.is_empty(), "the note has SQL");
@@ -90,6 +90,7 @@ async fn the_scale_out_note_distributes_all_four_tables_of_the_migrated_schema()
         [
             ("observability.chat_messages".into(), "trace_id".into()),
             ("observability.document_events".into(), "trace_id".into()),
+            ("observability.scores".into(), "trace_id".into()),
             ("observability.spans".into(), "trace_id".into()),
             ("observability.traces".into(), "id".into()),
         ]
@@ -100,6 +101,7 @@ async fn the_scale_out_note_distributes_all_four_tables_of_the_migrated_schema()
         ("spans", "(trace_id, id, started_at)"),
         ("chat_messages", "(trace_id, id, created_at)"),
         ("document_events", "(trace_id, id, started_at)"),
+        ("scores", "(trace_id, id, created_at)"),
     ] {
         let def: String = sqlx::query_scalar(
             "SELECT pg_get_constraintdef(c.oid) FROM pg_constraint c \

@@ -197,6 +197,14 @@ where
         let mut fields = Fields::default();
         event.record(&mut Collector(&mut fields));
         match kind {
+            EventKind::Score => {
+                #[cfg(feature = "opentelemetry")]
+                if let (Some(dispatch), Some(span)) = (self.otel_dispatch(), &span) {
+                    self.resolve_otel(&dispatch, span);
+                }
+                let ext = span.as_ref().map(|s| s.extensions());
+                self.on_score_event(&fields, ext.as_ref().and_then(|e| e.get::<SpanData>()));
+            }
             EventKind::Chat | EventKind::Document => {
                 #[cfg(feature = "opentelemetry")]
                 if let (Some(dispatch), Some(span)) = (self.otel_dispatch(), &span) {

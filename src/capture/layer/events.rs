@@ -1,4 +1,4 @@
-//! What an event is for the layer (a chat message, a document event, a call's fields for its
+//! What an event is for the layer (a chat message, a document event, a score, a call's fields for its
 //! span, a span's error, an event to attach, or nothing), judged from its level and field
 //! names before any value is formatted.
 
@@ -13,6 +13,8 @@ use crate::model::fields::{Slot, slot_of};
 pub(super) enum EventKind {
     Chat,
     Document,
+    /// A score (`score_name` and `score_value`) of the event's span or trace.
+    Score,
     /// The fields of a call reported on an event inside its span, in the Langfuse convention
     /// (`langfuse.model`, `langfuse.usage`, `langfuse.input`...): they fill the span's columns,
     /// at any level the layer sees.
@@ -28,6 +30,7 @@ pub(super) fn event_kind(event: &Event<'_>, attach: LevelFilter) -> EventKind {
     let mut content = false;
     let mut document = false;
     let mut event_type = false;
+    let mut score = false;
     let mut error = false;
     let mut fill = false;
     for field in meta.fields() {
@@ -40,6 +43,7 @@ pub(super) fn event_kind(event: &Event<'_>, attach: LevelFilter) -> EventKind {
             Some((Slot::Content, _)) => content = true,
             Some((Slot::DocumentId, _)) => document = true,
             Some((Slot::EventType, _)) => event_type = true,
+            Some((Slot::ScoreName, _)) => score = true,
             Some((Slot::Error | Slot::ErrorType | Slot::ErrorMessage, _)) => error = true,
             _ => {}
         }
@@ -48,6 +52,9 @@ pub(super) fn event_kind(event: &Event<'_>, attach: LevelFilter) -> EventKind {
         EventKind::Chat
     } else if document && event_type {
         EventKind::Document
+    } else if score {
+        // A name without a value is a score still: refused with its reason, not attached.
+        EventKind::Score
     } else if fill {
         EventKind::Fill
     } else if error || *meta.level() == Level::ERROR {

@@ -9,6 +9,7 @@ use crate::capture::provider::ObservabilityProvider;
 use crate::model::ids::SpanId;
 use crate::model::inputs::{ChatMessage, DocumentEvent, LlmCall, Outcome, SpanEnd, TraceTotals};
 use crate::model::kinds::{OperationType, SpanType};
+use crate::model::score::Score;
 
 /// The layer is also the provider: explicit calls go to the same queue.
 impl ObservabilityProvider for PostgresLayer {
@@ -51,5 +52,8 @@ impl ObservabilityProvider for PostgresLayer {
     }
     fn log_document_event(&self, ctx: &TraceContext, event: DocumentEvent) {
         self.provider.log_document_event(ctx, event);
+    }
+    fn log_score(&self, score: Score) {
+        self.provider.log_score(score);
     }
 }

@@ -196,6 +196,22 @@ impl PostgresLayer {
         }
     }
 
+    /// A score event: a row of the event's span, or refused outside any span (a score of
+    /// nothing).
+    fn on_score_event(&self, fields: &Fields, span: Option<&SpanData>) {
+        let Some(span) = span else {
+            self.provider
+                .handle
+                .queue
+                .reject("score event: outside any span, so of no trace");
+            return;
+        };
+        match map::score_event(self.limits(), fields, &span.scope()) {
+            Ok(row) => self.push(Record::Score(Box::new(row))),
+            Err(reason) => self.provider.handle.queue.reject(reason),
+        }
+    }
+
     fn on_document_event(&self, fields: Fields, span: Option<&SpanData>) {
         match map::document_event(self.limits(), fields, &scope_of(span)) {
             Ok(row) => self.push(Record::Document(Box::new(row))),

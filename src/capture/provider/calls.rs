@@ -19,6 +19,7 @@ use crate::model::money::{cost_to_micros, money_in_range};
 use crate::model::record::{CapturedLlmCall, Record};
 use crate::model::rows::{SpanRow, TraceRow};
 use crate::model::sanitize::{clean_cow, clean_opt, clean_text};
+use crate::model::score::Score;
 use crate::model::values::{count, finite, millis_between};
 
 /// The scope rows logged with a context belong to.
@@ -251,6 +252,14 @@ impl ObservabilityProvider for PostgresProvider {
     fn log_document_event(&self, ctx: &TraceContext, event: DocumentEvent) {
         let row = map::document_row(self.limits(), &scope(ctx), event);
         self.push(Record::Document(Box::new(row)));
+    }
+
+    fn log_score(&self, score: Score) {
+        // No trace state is looked up: the score stands on its ids alone.
+        match map::score_row(self.limits(), score) {
+            Ok(row) => self.push(Record::Score(Box::new(row))),
+            Err(reason) => self.handle.queue.reject(reason),
+        }
     }
 }
 

@@ -19,9 +19,11 @@ use crate::model::inputs::{ChatMessage, DocumentEvent, LlmCall, Outcome, SpanEnd
 use crate::model::kinds::{OperationType, SpanType};
 use crate::model::record::Record;
 use crate::model::sanitize::{TextLimits, clean_text};
+use crate::model::score::Score;
 use crate::model::stats::Stats;
 
-/// The provider interface of the spec: seven fire-and-forget calls plus `name` and `enabled`.
+/// The provider interface of the spec: seven fire-and-forget calls plus `name` and `enabled`,
+/// and `log_score`.
 ///
 /// Implementations must return at once, never return an error and never panic.
 pub trait ObservabilityProvider: Send + Sync {
@@ -68,6 +70,14 @@ pub trait ObservabilityProvider: Send + Sync {
 
     /// Records a step of document ingestion.
     fn log_document_event(&self, ctx: &TraceContext, event: DocumentEvent);
+
+    /// Records a score of a trace, one of its spans or one of its chat messages. It needs
+    /// only the ids, no live context: the trace may have ended long ago, in another process,
+    /// or not be stored at all (the score is kept). Not one of the spec's calls: the default
+    /// does nothing, so other implementations need not know it.
+    fn log_score(&self, score: Score) {
+        let _ = score;
+    }
 }
 
 /// The PostgreSQL provider: queues rows for the background writer.

@@ -1,4 +1,4 @@
-//! PostgreSQL's binary `COPY` format, written by hand for the four tables' column types.
+//! PostgreSQL's binary `COPY` format, written by hand for the tables' column types.
 //!
 //! Binary COPY costs the server about half the CPU of `INSERT ... SELECT FROM UNNEST` and needs
 //! no escaping of tabs, newlines, backslashes or `\.` lines, so text cannot break the stream.

@@ -169,6 +169,7 @@ async fn write_batch(
     write_table(&mut tx, &batch.spans, spans.full.bytes(), Some(short), mode).await?;
     write_table(&mut tx, &batch.chats, &[], None, mode).await?;
     write_table(&mut tx, &batch.docs, &[], None, mode).await?;
+    write_table(&mut tx, &batch.scores, &[], None, mode).await?;
     // Traces last: the end of a trace whose start went out in the batch before meets that
     // start's row, and waits for its transaction (on another connection) to commit. Waiting
     // at the end of the transaction, after the bulk of its rows, keeps the connections

@@ -1,9 +1,9 @@
-//! The four tables as the writer sees them: their columns, how a row is encoded, and the SQL
+//! The tables as the writer sees them: their columns, how a row is encoded, and the SQL
 //! that writes a batch of them.
 
 use super::copy::{CopyEncoder, CopyRow};
 use crate::model::kinds::Status;
-use crate::model::rows::{ChatMessageRow, DocumentEventRow, SpanRow, TraceRow};
+use crate::model::rows::{ChatMessageRow, DocumentEventRow, ScoreRow, SpanRow, TraceRow};
 use crate::schema;
 
 /// How rows of a table are reconciled with rows already stored under the same key.
@@ -297,4 +297,50 @@ impl Table for DocumentEventRow {
     const NAME: &'static str = schema::DOCUMENT_EVENTS.name;
     const KEY: &'static str = schema::DOCUMENT_EVENTS.key;
     const CONFLICT: Conflict = Conflict::Keep;
+}
+
+impl CopyRow for ScoreRow {
+    const COLUMNS: &'static [&'static str] = schema::SCORES.columns;
+
+    fn encode(&self, e: &mut CopyEncoder) {
+        e.uuid(self.id);
+        e.uuid(self.trace_id);
+        e.opt_uuid(self.span_id);
+        e.opt_uuid(self.message_id);
+        e.text(&self.name);
+        e.text(self.data_type.as_str());
+        e.opt_f64(self.value_numeric);
+        e.opt_bool(self.value_bool);
+        e.opt_text(self.value_text.as_deref());
+        e.opt_text(self.comment.as_deref());
+        e.text(self.source.as_str());
+        e.opt_text(self.author.as_deref());
+        e.ts(self.created_at);
+    }
+}
+
+/// Insert-only: a score's id is made once, on the client, so a retried batch meets the rows
+/// its first attempt may have committed and keeps them (`DO NOTHING`), storing none twice.
+impl Table for ScoreRow {
+    const NAME: &'static str = schema::SCORES.name;
+    const KEY: &'static str = schema::SCORES.key;
+    const CONFLICT: Conflict = Conflict::Keep;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_retried_score_meets_the_stored_one_on_its_whole_key_and_is_dropped() {
+        assert_eq!(
+            upsert_sql::<ScoreRow>(),
+            "INSERT INTO observability.scores AS t (id, trace_id, span_id, message_id, name, \
+             data_type, value_numeric, value_bool, value_text, comment, source, author, \
+             created_at) SELECT id, trace_id, span_id, message_id, name, data_type, \
+             value_numeric, value_bool, value_text, comment, source, author, created_at FROM \
+             tpg_stage_scores ORDER BY trace_id, id, created_at ON CONFLICT (trace_id, id, \
+             created_at) DO NOTHING"
+        );
+    }
 }
