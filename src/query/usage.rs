@@ -175,7 +175,11 @@ pub async fn usage_raw(db: impl PgExecutor<'_>, q: &UsageQuery) -> Result<Vec<Us
         .bind(q.to)
         .fetch_all(db)
         .await?;
-    rows.sort_by(|a, b| (a.bucket, Key(a.key.clone())).cmp(&(b.bucket, Key(b.key.clone()))));
+    rows.sort_by(|a, b| {
+        a.bucket
+            .cmp(&b.bucket)
+            .then_with(|| Key(a.key.clone()).cmp(&Key(b.key.clone())))
+    });
     Ok(rows)
 }
 
@@ -293,6 +297,20 @@ fn uncovered(
     out
 }
 
+/// A bucket and key's sums from the rollups: calls, errors, prompt and completion tokens, cost.
+type RollupSums = (
+    DateTime<Utc>,
+    Option<String>,
+    i64,
+    i64,
+    Decimal,
+    Decimal,
+    Decimal,
+);
+
+/// One rollup row's latency histogram, with its bucket and key.
+type RollupHistogram = (DateTime<Utc>, Option<String>, Vec<i16>, Vec<i64>);
+
 /// Adds the rollup rows of the `covered` hours.
 async fn rollup_part(
     conn: &mut PgConnection,
@@ -305,15 +323,7 @@ async fn rollup_part(
         return Ok(());
     };
     // The range as well as the list: the range prunes partitions, the list picks the hours.
-    let rows: Vec<(
-        DateTime<Utc>,
-        Option<String>,
-        i64,
-        i64,
-        Decimal,
-        Decimal,
-        Decimal,
-    )> = sqlx::query_as(AssertSqlSafe(format!(
+    let rows: Vec<RollupSums> = sqlx::query_as(AssertSqlSafe(format!(
         // Grouped by the key as stored (a uuid hashes faster than its text), cast after.
         "SELECT b, k::text, calls, errors, p, c, cost FROM ( \
              SELECT date_trunc($1, hour, 'UTC') AS b, {key} AS k, sum(calls)::int8 AS calls, \
@@ -342,20 +352,19 @@ async fn rollup_part(
     }
     // The histograms as stored, merged here: most rows hold a few buckets, and merging them
     // in SQL (unnest, then group) cost several times the scan.
-    let hist: Vec<(DateTime<Utc>, Option<String>, Vec<i16>, Vec<i64>)> =
-        sqlx::query_as(AssertSqlSafe(format!(
-            "SELECT date_trunc($1, hour, 'UTC'), {key}::text, lat_idx, lat_n \
+    let hist: Vec<RollupHistogram> = sqlx::query_as(AssertSqlSafe(format!(
+        "SELECT date_trunc($1, hour, 'UTC'), {key}::text, lat_idx, lat_n \
              FROM observability.usage_hourly \
              WHERE dim = $2 AND {filter} AND hour >= $3 AND hour <= $4 \
              AND hour IN (SELECT unnest($5::timestamptz[])) AND lat_idx <> '{{}}'"
-        )))
-        .bind(q.bucket.as_str())
-        .bind(dim)
-        .bind(lo)
-        .bind(hi)
-        .bind(covered)
-        .fetch_all(&mut *conn)
-        .await?;
+    )))
+    .bind(q.bucket.as_str())
+    .bind(dim)
+    .bind(lo)
+    .bind(hi)
+    .bind(covered)
+    .fetch_all(&mut *conn)
+    .await?;
     for (bucket, k, idx, n) in hist {
         let h = &mut acc.entry((bucket, Key(k))).or_default().hist;
         for (b, n) in idx.into_iter().zip(n) {
