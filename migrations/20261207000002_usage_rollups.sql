@@ -57,6 +57,24 @@ CREATE TABLE observability.usage_rollup_hours (
     refreshed_at timestamptz NOT NULL DEFAULT now()
 );
 
+-- Roles that may read spans may read the rollups: a read-only role (the web viewer's) granted
+-- its SELECTs before this migration reads usage after it without a new grant. Writers need
+-- nothing here: they mark hours through a SECURITY DEFINER function.
+DO $$
+DECLARE
+    g record;
+BEGIN
+    FOR g IN
+        SELECT DISTINCT grantee FROM information_schema.role_table_grants
+        WHERE table_schema = 'observability' AND table_name = 'spans'
+          AND privilege_type = 'SELECT' AND grantee <> current_user
+    LOOP
+        EXECUTE format('GRANT SELECT ON observability.usage_hourly, observability.usage_dirty, '
+                       'observability.usage_rollup_hours TO %I', g.grantee);
+    END LOOP;
+END
+$$;
+
 -- 4. The bucket of a duration in milliseconds (see 1.).
 CREATE FUNCTION observability.latency_bucket(p_ms double precision) RETURNS smallint
 LANGUAGE sql IMMUTABLE PARALLEL SAFE

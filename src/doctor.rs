@@ -306,7 +306,10 @@ async fn grants(conn: &mut PgConnection, role: &str, report: &mut Report) {
                     'EXECUTE'), false) AS create_partitions, \
                 coalesce(has_function_privilege(to_regprocedure( \
                     'observability.drop_partitions(timestamptz, boolean)'), 'EXECUTE'), false) \
-                  AS drop_partitions",
+                  AS drop_partitions, \
+                coalesce(has_function_privilege(to_regprocedure( \
+                    'observability.refresh_usage_hour(timestamptz)'), 'EXECUTE'), false) \
+                  AS refresh_rollups",
     )
     .bind(&TABLES[..])
     .bind(&TABLE_PRIVILEGES[..])
@@ -361,6 +364,23 @@ async fn grants(conn: &mut PgConnection, role: &str, report: &mut Report) {
             ),
         );
     }
+    if g.refresh_rollups {
+        report.ok(
+            "rollup upkeep",
+            "EXECUTE on observability.refresh_usage_hour",
+        );
+    } else {
+        report.problem(
+            "rollup upkeep",
+            format!(
+                "role \"{role}\" may not run observability.refresh_usage_hour: the writer cannot \
+                 keep the usage rollups current (usage queries read the raw rows, slower)"
+            ),
+            format!(
+                "GRANT EXECUTE ON FUNCTION observability.refresh_usage_hour(timestamptz) TO {role}"
+            ),
+        );
+    }
     if read.is_empty() {
         report.ok("read grants", "SELECT on the five tables");
     } else {
@@ -398,6 +418,7 @@ struct Grants {
     missing: Vec<String>,
     create_partitions: bool,
     drop_partitions: bool,
+    refresh_rollups: bool,
 }
 
 /// Days ahead the partitions must cover (today included): the default policy's.

@@ -82,8 +82,8 @@ async fn migrate_creates_the_schema_and_its_partitions() {
     let out = stdout(&cli(&db.url, &["migrate"]));
     assert!(out.contains("schema up to date"), "{out}");
     let parts = partitions::list(&db.pool).await.unwrap();
-    assert_eq!(parts.iter().filter(|p| p.is_default).count(), 5);
-    assert!(parts.len() > 5);
+    assert_eq!(parts.iter().filter(|p| p.is_default).count(), 6);
+    assert!(parts.len() > 6);
     // Again: nothing to do, still fine.
     stdout(&cli(&db.url, &["migrate"]));
 }
@@ -237,6 +237,7 @@ async fn doctor_finds_nothing_wrong_with_a_migrated_database() {
         "migrations",
         "write grants",
         "partition upkeep",
+        "rollup upkeep",
         "read grants",
         "prune grants",
         "partitions ahead",
@@ -366,6 +367,10 @@ async fn doctor_names_each_problem_with_its_fix_and_exits_1() {
     );
     assert!(
         check(&text, "partition upkeep").0.starts_with("problem"),
+        "{text}"
+    );
+    assert!(
+        check(&text, "rollup upkeep").0.starts_with("problem"),
         "{text}"
     );
     for sql in [
