@@ -133,6 +133,11 @@ pub async fn usage<'c>(
 ) -> Result<Vec<Usage>, sqlx::Error> {
     let mut conn = db.acquire().await?;
     let conn: &mut PgConnection = &mut conn;
+    // By user, an hour's rollup holds about one trace per user: on 10M spans reading it was
+    // slower than the raw traces (150 ms against 116 ms over 24 h), so users read the raw rows.
+    if q.by == UsageBy::User {
+        return usage_raw(&mut *conn, q).await;
+    }
     let covered = covered_hours(&mut *conn, q.from, q.to).await?;
     if covered.is_empty() {
         return usage_raw(&mut *conn, q).await;
