@@ -126,7 +126,7 @@ pub struct Usage {
 /// first), then by key in byte order, calls without a key last.
 ///
 /// Reads the hourly rollups for the whole hours they hold and the raw rows for the rest (see
-/// the [module](self)); [`usage_raw`] reads only the raw rows.
+/// the [usage rollups](crate::rollups)); [`usage_raw`] reads only the raw rows.
 pub async fn usage<'c>(
     db: impl Acquire<'c, Database = Postgres>,
     q: &UsageQuery,
