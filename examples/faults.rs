@@ -459,7 +459,10 @@ fn least_privilege(env: &Env) -> Value {
          WHERE range_from <= now() + interval '6 days' AND range_to > now() + interval '6 days'",
     );
     // One partition per partitioned table covers the sixth day ahead.
-    let tables = env.scalar(&pool, "SELECT count(*) FROM observability.partitioned_tables()");
+    let tables = env.scalar(
+        &pool,
+        "SELECT count(*) FROM observability.partitioned_tables()",
+    );
     json!({
         "emitted": emitted, "rows": rows, "refused": report.stats.refused, "dropped": report.dropped(),
         "retries": report.stats.retries, "last_error": report.stats.last_error.as_ref().map(ToString::to_string),

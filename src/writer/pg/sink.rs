@@ -149,40 +149,53 @@ impl Link {
     }
 }
 
-/// Writes the whole batch in one transaction.
+/// Writes the whole batch in one transaction. The transaction is PostgreSQL's own rather than
+/// a `sqlx::Transaction`, so that its last statement and `COMMIT` go out in one message (see
+/// [`rollups::commit_with_marks`]); after an error it is rolled back here, and a connection
+/// whose state is unknown (an I/O error, a timeout) is closed by [`Link::write`].
 async fn write_batch(
     conn: &mut PgConnection,
     batch: &Batch,
     mode: Mode,
 ) -> Result<(), sqlx::Error> {
-    let mut tx = conn.begin().await?;
+    sqlx::raw_sql("BEGIN").execute(&mut *conn).await?;
+    let result = write_rows(conn, batch, mode).await;
+    if result.is_err() {
+        // Best effort: after an I/O error the connection is closed anyway, which rolls back.
+        let _ = sqlx::raw_sql("ROLLBACK").execute(&mut *conn).await;
+    }
+    result
+}
+
+/// The batch's statements, inside the transaction `write_batch` opened, ending with its
+/// commit.
+async fn write_rows(tx: &mut PgConnection, batch: &Batch, mode: Mode) -> Result<(), sqlx::Error> {
     // Traces that crossed processes: their locks first (see `parts::lock`).
     let recounted = batch.recounted_traces();
     if !recounted.is_empty() {
-        parts::lock(&mut tx, &recounted).await?;
+        parts::lock(tx, &recounted).await?;
     }
     let spans = &batch.encoded_spans;
     let short = Narrow {
         columns: SHORT_SPAN_COLUMNS,
         bytes: spans.short.bytes(),
     };
-    write_table(&mut tx, &batch.spans, spans.full.bytes(), Some(short), mode).await?;
-    write_table(&mut tx, &batch.chats, &[], None, mode).await?;
-    write_table(&mut tx, &batch.docs, &[], None, mode).await?;
-    write_table(&mut tx, &batch.scores, &[], None, mode).await?;
+    write_table(tx, &batch.spans, spans.full.bytes(), Some(short), mode).await?;
+    write_table(tx, &batch.chats, &[], None, mode).await?;
+    write_table(tx, &batch.docs, &[], None, mode).await?;
+    write_table(tx, &batch.scores, &[], None, mode).await?;
     // Traces last: the end of a trace whose start went out in the batch before meets that
     // start's row, and waits for its transaction (on another connection) to commit. Waiting
     // at the end of the transaction, after the bulk of its rows, keeps the connections
     // writing side by side; waiting first made each batch wait for the one before it.
-    write_table(&mut tx, &batch.traces, &[], None, mode).await?;
+    write_table(tx, &batch.traces, &[], None, mode).await?;
     if !batch.parts.is_empty() {
-        parts::insert(&mut tx, &batch.parts).await?;
+        parts::insert(tx, &batch.parts).await?;
     }
     if !recounted.is_empty() {
-        parts::recount(&mut tx, &recounted).await?;
+        parts::recount(tx, &recounted).await?;
     }
-    rollups::mark(&mut tx, &batch.usage_hours(), &recounted).await?;
-    tx.commit().await
+    rollups::commit_with_marks(tx, &batch.usage_hours(), &recounted).await
 }
 
 /// Fresh rows already encoded with only some of a table's columns (the others NULL).
