@@ -100,6 +100,10 @@ enum Command {
         /// Over the last.
         #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
         since: Duration,
+        /// Only the keys with the highest cost get lines of their own; the others are summed
+        /// as "(other keys)". 0: every key.
+        #[arg(long, default_value_t = 20)]
+        top: usize,
     },
     /// Drops the partitions older than a retention, whole (never DELETE).
     Prune {
@@ -253,7 +257,12 @@ async fn run(cli: Cli) -> Result<ExitCode, Error> {
             };
             tail::run(&pool, &mut out, &options).await?
         }
-        Command::Stats { by, bucket, since } => {
+        Command::Stats {
+            by,
+            bucket,
+            since,
+            top,
+        } => {
             let by = match by {
                 By::Model => UsageBy::Model,
                 By::Kb => UsageBy::Kb,
@@ -265,7 +274,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Error> {
                 Per::Day => Bucket::Day,
                 Per::Week => Bucket::Week,
             };
-            stats::run(&pool, &mut out, by, bucket, since).await?;
+            stats::run(&pool, &mut out, by, bucket, since, (top > 0).then_some(top)).await?;
             let score_by = match by {
                 UsageBy::Model => ScoreBy::Model,
                 UsageBy::Kb => ScoreBy::Kb,

@@ -16,6 +16,7 @@ pub async fn run(
     by: UsageBy,
     bucket: Bucket,
     since: Duration,
+    top: Option<usize>,
 ) -> Result<(), crate::Error> {
     let to = Utc::now();
     // A span too long for a date goes back to the epoch rather than overflowing.
@@ -30,6 +31,7 @@ pub async fn run(
             bucket,
             from,
             to,
+            top,
         },
     )
     .await?;
@@ -70,7 +72,9 @@ pub async fn run(
             out,
             "{:<16} {:<36} {:>8} {:>12} {:>12} {:>12} {:>10} {:>10} {err}",
             r.bucket.format("%F %H:%M"),
-            r.key.as_deref().unwrap_or("(none)"),
+            r.key
+                .as_deref()
+                .unwrap_or(if r.others { "(other keys)" } else { "(none)" }),
             r.calls,
             r.prompt_tokens,
             r.completion_tokens,

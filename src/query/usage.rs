@@ -30,17 +30,17 @@ pub enum UsageBy {
 }
 
 impl UsageBy {
-    /// The raw table, the key, the filter and the cost column of this grouping.
+    /// The raw table, the key column, the filter and the cost column of this grouping.
     fn raw(self) -> (&'static str, &'static str, &'static str, &'static str) {
         match self {
             UsageBy::Model => ("spans", "model", "model IS NOT NULL", "cost_usd"),
             UsageBy::SpanType => ("spans", "span_type", "true", "cost_usd"),
-            UsageBy::Kb => ("traces", "kb_id::text", "true", "total_cost_usd"),
-            UsageBy::User => ("traces", "user_id::text", "true", "total_cost_usd"),
+            UsageBy::Kb => ("traces", "kb_id", "true", "total_cost_usd"),
+            UsageBy::User => ("traces", "user_id", "true", "total_cost_usd"),
         }
     }
 
-    /// The rollup rows' `dim`, key and filter of this grouping.
+    /// The rollup rows' `dim`, key column and filter of this grouping.
     fn rollup(self) -> (&'static str, &'static str, &'static str) {
         match self {
             UsageBy::Model => ("span", "model", "model IS NOT NULL"),
@@ -49,6 +49,45 @@ impl UsageBy {
             UsageBy::User => ("user", "key", "true"),
         }
     }
+
+    /// The SQL type of the key column.
+    fn key_type(self) -> &'static str {
+        match self {
+            UsageBy::Model | UsageBy::SpanType => "text",
+            UsageBy::Kb | UsageBy::User => "uuid",
+        }
+    }
+}
+
+/// The key and `others` expressions of a select list for key column `col`: the key and
+/// `false`, or, with a top list (text[]) in parameter `top`, the key only when it is in the
+/// list, and `true` for the keys outside it (which then group together).
+fn key_exprs(by: UsageBy, col: &str, top: Option<&str>) -> (String, String) {
+    match top {
+        None => (col.to_owned(), "false".to_owned()),
+        Some(top) => {
+            let within = format!("{col} = ANY ({top}::text[]::{}[])", by.key_type());
+            (
+                format!("CASE WHEN {within} THEN {col} END"),
+                format!("({col} IS NOT NULL AND NOT {within})"),
+            )
+        }
+    }
+}
+
+/// `(started_at >= $a AND started_at < $b) OR ...` for `ranges`, numbering the parameters
+/// from `first`.
+fn within_sql(ranges: usize, first: usize) -> String {
+    (0..ranges)
+        .map(|i| {
+            format!(
+                "(started_at >= ${} AND started_at < ${})",
+                first + 2 * i,
+                first + 2 * i + 1
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" OR ")
 }
 
 /// The length of a time bucket.
@@ -83,9 +122,22 @@ pub struct UsageQuery {
     pub from: DateTime<Utc>,
     /// To (exclusive).
     pub to: DateTime<Utc>,
+    /// Only the `top` keys with the highest cost over the whole range (then the most calls,
+    /// then the first in byte order) get rows of their own; the calls of every other key are
+    /// summed into one row per bucket with [`Usage::others`] set. `None`: every key. What a
+    /// dashboard shows of a grouping with many keys (users): the result stays a few rows per
+    /// bucket however many keys the range holds.
+    pub top: Option<usize>,
 }
 
 impl UsageQuery {
+    /// This query, with only the `n` top keys in rows of their own (see [`UsageQuery::top`]).
+    #[must_use]
+    pub fn top(mut self, n: usize) -> Self {
+        self.top = Some(n);
+        self
+    }
+
     /// The last 24 hours, per hour.
     pub fn last_24h(by: UsageBy) -> Self {
         let to = Utc::now();
@@ -94,6 +146,7 @@ impl UsageQuery {
             bucket: Bucket::Hour,
             from: to - TimeDelta::hours(24),
             to,
+            top: None,
         }
     }
 }
@@ -104,8 +157,12 @@ impl UsageQuery {
 pub struct Usage {
     /// Start of the bucket.
     pub bucket: DateTime<Utc>,
-    /// The model, knowledge base or user (as text); `None` for calls without one.
+    /// The model, knowledge base or user (as text); `None` for calls without one, and for the
+    /// row of the other keys.
     pub key: Option<String>,
+    /// This row sums the keys outside the query's [`top`](UsageQuery::top) (its `key` is
+    /// `None`); it comes after the calls without a key.
+    pub others: bool,
     /// Calls: LLM spans (by model) or traces (by knowledge base or user).
     pub calls: i64,
     /// Prompt tokens.
@@ -135,42 +192,104 @@ pub async fn usage<'c>(
     let conn: &mut PgConnection = &mut conn;
     // By user, an hour's rollup holds about one trace per user: on 10M spans reading it was
     // slower than the raw traces (150 ms against 116 ms over 24 h), so users read the raw rows.
-    if q.by == UsageBy::User {
-        return usage_raw(&mut *conn, q).await;
-    }
-    let covered = covered_hours(&mut *conn, q.from, q.to).await?;
-    if covered.is_empty() {
-        return usage_raw(&mut *conn, q).await;
-    }
-    let mut acc: BTreeMap<(DateTime<Utc>, Key), Acc> = BTreeMap::new();
-    rollup_part(&mut *conn, q, &covered, &mut acc).await?;
+    let covered = if q.by == UsageBy::User {
+        Vec::new()
+    } else {
+        covered_hours(&mut *conn, q.from, q.to).await?
+    };
     let raw = uncovered(q.from, q.to, &covered);
+    let top = match q.top {
+        Some(n) => Some(top_keys(&mut *conn, q, &covered, &raw, n).await?),
+        None => None,
+    };
+    let top = top.as_deref();
+    let mut acc: BTreeMap<Slot, Acc> = BTreeMap::new();
+    if !covered.is_empty() {
+        rollup_part(&mut *conn, q, &covered, top, &mut acc).await?;
+    }
     if !raw.is_empty() {
-        raw_part(&mut *conn, q, &raw, &mut acc).await?;
+        raw_part(&mut *conn, q, &raw, top, &mut acc).await?;
     }
     Ok(acc
         .into_iter()
-        .map(|((bucket, key), a)| a.finish(bucket, key.0))
+        .map(|((bucket, key, others), a)| a.finish(bucket, key.0, others))
         .collect())
+}
+
+/// Where a row of the result sums into: its bucket, key and `others` flag (in result order).
+type Slot = (DateTime<Utc>, Key, bool);
+
+/// The `n` keys of the range with the highest cost, then the most calls, then first in byte
+/// order: from the rollups for the `covered` hours and the raw rows for the `raw` ranges.
+async fn top_keys(
+    conn: &mut PgConnection,
+    q: &UsageQuery,
+    covered: &[DateTime<Utc>],
+    raw: &[(DateTime<Utc>, DateTime<Utc>)],
+    n: usize,
+) -> Result<Vec<String>, sqlx::Error> {
+    let (dim, rcol, rfilter) = q.by.rollup();
+    let (table, col, filter, cost) = q.by.raw();
+    // The rollup half always, so that its parameters have types; with no covered hours its
+    // range is NULL and it reads nothing.
+    let mut parts = vec![format!(
+        "SELECT {rcol}::text AS k, sum(cost_usd) AS cost, sum(calls)::numeric AS calls \
+         FROM observability.usage_hourly \
+         WHERE dim = $2 AND {rfilter} AND {rcol} IS NOT NULL AND hour >= $3 AND hour <= $4 \
+         AND hour IN (SELECT unnest($5::timestamptz[])) GROUP BY {rcol}"
+    )];
+    if !raw.is_empty() {
+        parts.push(format!(
+            "SELECT {col}::text, coalesce(sum({cost}), 0), count(*)::numeric \
+             FROM observability.{table} WHERE {filter} AND {col} IS NOT NULL AND ({}) \
+             GROUP BY {col}",
+            within_sql(raw.len(), 6)
+        ));
+    }
+    let sql = format!(
+        "SELECT k FROM ({}) x GROUP BY k \
+         ORDER BY sum(cost) DESC, sum(calls) DESC, k COLLATE \"C\" LIMIT $1",
+        parts.join(" UNION ALL ")
+    );
+    let (lo, hi) = (covered.first().copied(), covered.last().copied());
+    let mut query = sqlx::query_scalar(AssertSqlSafe(sql))
+        .bind(i64::try_from(n).unwrap_or(i64::MAX))
+        .bind(dim)
+        .bind(lo)
+        .bind(hi)
+        .bind(covered);
+    for (a, b) in raw {
+        query = query.bind(*a).bind(*b);
+    }
+    query.fetch_all(conn).await
 }
 
 /// Usage as [`usage`] gives it, from the raw spans and traces only (never the rollups), with
 /// exact percentiles: the reference the rollups are checked against, and the path for a
 /// database whose rollups are not kept.
 pub async fn usage_raw(db: impl PgExecutor<'_>, q: &UsageQuery) -> Result<Vec<Usage>, sqlx::Error> {
-    let (table, key, filter, cost) = q.by.raw();
+    let (table, col, filter, cost) = q.by.raw();
     // Sums of bigint are numeric: cut back to bigint, saturating rather than failing.
     let sum = |c: &str| format!("least(coalesce(sum({c}), 0), 9223372036854775807)::bigint");
+    let range = "started_at >= $2 AND started_at < $3";
+    // The top keys in the same statement (`LIMIT NULL` when every key is wanted).
     let sql = format!(
-        "SELECT date_trunc($1, started_at, 'UTC') AS bucket, {key} AS key, \
+        "WITH top AS ( \
+             SELECT {col} AS k FROM observability.{table} \
+             WHERE {filter} AND {range} AND {col} IS NOT NULL GROUP BY {col} \
+             ORDER BY coalesce(sum({cost}), 0) DESC, count(*) DESC, {col}::text COLLATE \"C\" \
+             LIMIT $4) \
+         SELECT date_trunc($1, started_at, 'UTC') AS bucket, \
+                CASE WHEN {col} IN (SELECT k FROM top) THEN {col}::text END AS key, \
+                ({col} IS NOT NULL AND {col} NOT IN (SELECT k FROM top)) AS others, \
                 count(*) AS calls, {p} AS prompt_tokens, {c} AS completion_tokens, \
                 coalesce(sum({cost}), 0)::numeric AS cost_usd, \
                 percentile_cont(0.5) WITHIN GROUP (ORDER BY duration_ms) AS p50_ms, \
                 percentile_cont(0.95) WITHIN GROUP (ORDER BY duration_ms) AS p95_ms, \
                 avg((status = 'error')::int)::float8 AS error_rate \
          FROM observability.{table} \
-         WHERE {filter} AND started_at >= $2 AND started_at < $3 \
-         GROUP BY 1, 2",
+         WHERE {filter} AND {range} \
+         GROUP BY 1, 2, 3",
         p = sum("prompt_tokens"),
         c = sum("completion_tokens"),
     );
@@ -178,12 +297,14 @@ pub async fn usage_raw(db: impl PgExecutor<'_>, q: &UsageQuery) -> Result<Vec<Us
         .bind(q.bucket.as_str())
         .bind(q.from)
         .bind(q.to)
+        .bind(q.top.map(|n| i64::try_from(n).unwrap_or(i64::MAX)))
         .fetch_all(db)
         .await?;
     rows.sort_by(|a, b| {
         a.bucket
             .cmp(&b.bucket)
             .then_with(|| Key(a.key.clone()).cmp(&Key(b.key.clone())))
+            .then(a.others.cmp(&b.others))
     });
     Ok(rows)
 }
@@ -225,7 +346,7 @@ struct Acc {
 }
 
 impl Acc {
-    fn finish(self, bucket: DateTime<Utc>, key: Option<String>) -> Usage {
+    fn finish(self, bucket: DateTime<Utc>, key: Option<String>, others: bool) -> Usage {
         let sat = |v: i128| i64::try_from(v.clamp(0, i128::from(i64::MAX))).unwrap_or(i64::MAX);
         let (p50_ms, p95_ms) = match self.exact {
             Some(exact) if !self.from_rollups => exact,
@@ -240,6 +361,7 @@ impl Acc {
         Usage {
             bucket,
             key,
+            others,
             calls: self.calls,
             prompt_tokens: sat(self.prompt),
             completion_tokens: sat(self.completion),
@@ -306,6 +428,7 @@ fn uncovered(
 type RollupSums = (
     DateTime<Utc>,
     Option<String>,
+    bool,
     i64,
     i64,
     Decimal,
@@ -314,40 +437,46 @@ type RollupSums = (
 );
 
 /// One rollup row's latency histogram, with its bucket and key.
-type RollupHistogram = (DateTime<Utc>, Option<String>, Vec<i16>, Vec<i64>);
+type RollupHistogram = (DateTime<Utc>, Option<String>, bool, Vec<i16>, Vec<i64>);
 
 /// Adds the rollup rows of the `covered` hours.
 async fn rollup_part(
     conn: &mut PgConnection,
     q: &UsageQuery,
     covered: &[DateTime<Utc>],
-    acc: &mut BTreeMap<(DateTime<Utc>, Key), Acc>,
+    top: Option<&[String]>,
+    acc: &mut BTreeMap<Slot, Acc>,
 ) -> Result<(), sqlx::Error> {
-    let (dim, key, filter) = q.by.rollup();
+    let (dim, col, filter) = q.by.rollup();
+    let (key, others) = key_exprs(q.by, col, top.map(|_| "$6"));
     let (Some(&lo), Some(&hi)) = (covered.first(), covered.last()) else {
         return Ok(());
     };
     // The range as well as the list: the range prunes partitions, the list picks the hours.
-    let rows: Vec<RollupSums> = sqlx::query_as(AssertSqlSafe(format!(
+    let rows = sqlx::query_as(AssertSqlSafe(format!(
         // Grouped by the key as stored (a uuid hashes faster than its text), cast after.
-        "SELECT b, k::text, calls, errors, p, c, cost FROM ( \
-             SELECT date_trunc($1, hour, 'UTC') AS b, {key} AS k, sum(calls)::int8 AS calls, \
-                    sum(errors)::int8 AS errors, sum(prompt_tokens) AS p, \
-                    sum(completion_tokens) AS c, sum(cost_usd) AS cost \
+        "SELECT b, k::text, o, calls, errors, p, c, cost FROM ( \
+             SELECT date_trunc($1, hour, 'UTC') AS b, {key} AS k, {others} AS o, \
+                    sum(calls)::int8 AS calls, sum(errors)::int8 AS errors, \
+                    sum(prompt_tokens) AS p, sum(completion_tokens) AS c, sum(cost_usd) AS cost \
              FROM observability.usage_hourly \
              WHERE dim = $2 AND {filter} AND hour >= $3 AND hour <= $4 \
              AND hour IN (SELECT unnest($5::timestamptz[])) \
-             GROUP BY 1, 2) s"
+             GROUP BY 1, 2, 3) s"
     )))
     .bind(q.bucket.as_str())
     .bind(dim)
     .bind(lo)
     .bind(hi)
-    .bind(covered)
+    .bind(covered);
+    let rows: Vec<RollupSums> = match top {
+        Some(top) => rows.bind(top),
+        None => rows,
+    }
     .fetch_all(&mut *conn)
     .await?;
-    for (bucket, k, calls, errors, p, c, cost) in rows {
-        let a = acc.entry((bucket, Key(k))).or_default();
+    for (bucket, k, o, calls, errors, p, c, cost) in rows {
+        let a = acc.entry((bucket, Key(k), o)).or_default();
         a.calls += calls;
         a.errors += errors;
         a.prompt += decimal_i128(p);
@@ -357,8 +486,8 @@ async fn rollup_part(
     }
     // The histograms as stored, merged here: most rows hold a few buckets, and merging them
     // in SQL (unnest, then group) cost several times the scan.
-    let hist: Vec<RollupHistogram> = sqlx::query_as(AssertSqlSafe(format!(
-        "SELECT date_trunc($1, hour, 'UTC'), {key}::text, lat_idx, lat_n \
+    let hist = sqlx::query_as(AssertSqlSafe(format!(
+        "SELECT date_trunc($1, hour, 'UTC'), ({key})::text, {others}, lat_idx, lat_n \
              FROM observability.usage_hourly \
              WHERE dim = $2 AND {filter} AND hour >= $3 AND hour <= $4 \
              AND hour IN (SELECT unnest($5::timestamptz[])) AND lat_idx <> '{{}}'"
@@ -367,11 +496,15 @@ async fn rollup_part(
     .bind(dim)
     .bind(lo)
     .bind(hi)
-    .bind(covered)
+    .bind(covered);
+    let hist: Vec<RollupHistogram> = match top {
+        Some(top) => hist.bind(top),
+        None => hist,
+    }
     .fetch_all(&mut *conn)
     .await?;
-    for (bucket, k, idx, n) in hist {
-        let h = &mut acc.entry((bucket, Key(k))).or_default().hist;
+    for (bucket, k, o, idx, n) in hist {
+        let h = &mut acc.entry((bucket, Key(k), o)).or_default().hist;
         for (b, n) in idx.into_iter().zip(n) {
             *h.entry(b).or_default() += n;
         }
@@ -385,33 +518,29 @@ async fn raw_part(
     conn: &mut PgConnection,
     q: &UsageQuery,
     ranges: &[(DateTime<Utc>, DateTime<Utc>)],
-    acc: &mut BTreeMap<(DateTime<Utc>, Key), Acc>,
+    top: Option<&[String]>,
+    acc: &mut BTreeMap<Slot, Acc>,
 ) -> Result<(), sqlx::Error> {
-    let (table, key, filter, cost) = q.by.raw();
+    let (table, col, filter, cost) = q.by.raw();
+    // The top list after the ranges' parameters.
+    let top_param = format!("${}", 2 + 2 * ranges.len());
+    let (key, others) = key_exprs(q.by, col, top.map(|_| top_param.as_str()));
     // The ranges as literal conditions (a few: the edges and the current hour, usually), so
     // the planner prunes the partitions outside them.
-    let within = (0..ranges.len())
-        .map(|i| {
-            format!(
-                "(started_at >= ${} AND started_at < ${})",
-                2 * i + 2,
-                2 * i + 3
-            )
-        })
-        .collect::<Vec<_>>()
-        .join(" OR ");
+    let within = within_sql(ranges.len(), 2);
     let sums = format!(
-        "SELECT date_trunc($1, started_at, 'UTC'), {key}, count(*), \
+        "SELECT date_trunc($1, started_at, 'UTC'), ({key})::text, {others}, count(*), \
                 count(*) FILTER (WHERE status = 'error'), \
                 coalesce(sum(prompt_tokens), 0)::numeric, \
                 coalesce(sum(completion_tokens), 0)::numeric, coalesce(sum({cost}), 0)::numeric, \
                 percentile_cont(0.5) WITHIN GROUP (ORDER BY duration_ms), \
                 percentile_cont(0.95) WITHIN GROUP (ORDER BY duration_ms) \
-         FROM observability.{table} WHERE {filter} AND ({within}) GROUP BY 1, 2"
+         FROM observability.{table} WHERE {filter} AND ({within}) GROUP BY 1, 2, 3"
     );
     type SumRow = (
         DateTime<Utc>,
         Option<String>,
+        bool,
         i64,
         i64,
         Decimal,
@@ -424,9 +553,12 @@ async fn raw_part(
     for (a, b) in ranges {
         query = query.bind(*a).bind(*b);
     }
+    if let Some(top) = top {
+        query = query.bind(top);
+    }
     let mut mixed = false;
-    for (bucket, k, calls, errors, p, c, cost, p50, p95) in query.fetch_all(&mut *conn).await? {
-        let a = acc.entry((bucket, Key(k))).or_default();
+    for (bucket, k, o, calls, errors, p, c, cost, p50, p95) in query.fetch_all(&mut *conn).await? {
+        let a = acc.entry((bucket, Key(k), o)).or_default();
         mixed |= a.from_rollups;
         a.calls += calls;
         a.errors += errors;
@@ -439,19 +571,22 @@ async fn raw_part(
         return Ok(());
     }
     let hist = format!(
-        "SELECT date_trunc($1, started_at, 'UTC'), {key}, \
+        "SELECT date_trunc($1, started_at, 'UTC'), ({key})::text, {others}, \
                 observability.latency_bucket(duration_ms), count(*) \
          FROM observability.{table} \
-         WHERE {filter} AND duration_ms IS NOT NULL AND ({within}) GROUP BY 1, 2, 3"
+         WHERE {filter} AND duration_ms IS NOT NULL AND ({within}) GROUP BY 1, 2, 3, 4"
     );
     let mut query =
-        sqlx::query_as::<_, (DateTime<Utc>, Option<String>, i16, i64)>(AssertSqlSafe(hist))
+        sqlx::query_as::<_, (DateTime<Utc>, Option<String>, bool, i16, i64)>(AssertSqlSafe(hist))
             .bind(q.bucket.as_str());
     for (a, b) in ranges {
         query = query.bind(*a).bind(*b);
     }
-    for (bucket, k, b, n) in query.fetch_all(&mut *conn).await? {
-        let a = acc.entry((bucket, Key(k))).or_default();
+    if let Some(top) = top {
+        query = query.bind(top);
+    }
+    for (bucket, k, o, b, n) in query.fetch_all(&mut *conn).await? {
+        let a = acc.entry((bucket, Key(k), o)).or_default();
         if a.from_rollups {
             *a.hist.entry(b).or_default() += n;
         }

@@ -380,6 +380,7 @@ async fn usage_sums_tokens_and_cost_and_gives_percentiles_and_error_rate() {
         bucket: Bucket::Day,
         from: Utc::now() - TimeDelta::days(1),
         to: Utc::now() + TimeDelta::hours(1),
+        top: None,
     };
     let rows = query::usage(&db.pool, &day).await.unwrap();
     let big: Vec<_> = rows

@@ -50,7 +50,7 @@ async fn assert_usage_equals_raw(pool: &PgPool, q: &UsageQuery) {
     let raw = query::usage_raw(pool, q).await.unwrap();
     let keys = |v: &[Usage]| {
         v.iter()
-            .map(|u| (u.bucket, u.key.clone()))
+            .map(|u| (u.bucket, u.key.clone(), u.others))
             .collect::<Vec<_>>()
     };
     assert_eq!(keys(&fast), keys(&raw), "{q:?}");
@@ -73,22 +73,80 @@ async fn assert_usage_equals_raw(pool: &PgPool, q: &UsageQuery) {
     }
 }
 
-/// Every grouping and bucket over `[from, to)`.
+/// Every grouping and bucket over `[from, to)`, with every key and with only the top ones.
 async fn assert_all_equal_raw(pool: &PgPool, from: DateTime<Utc>, to: DateTime<Utc>) {
     for by in ALL {
         for bucket in [Bucket::Hour, Bucket::Day, Bucket::Week] {
-            assert_usage_equals_raw(
-                pool,
-                &UsageQuery {
-                    by,
-                    bucket,
-                    from,
-                    to,
-                },
-            )
-            .await;
+            let all = UsageQuery {
+                by,
+                bucket,
+                from,
+                to,
+                top: None,
+            };
+            assert_usage_equals_raw(pool, &all).await;
+            let every = query::usage_raw(pool, &all).await.unwrap();
+            for n in [1, 2, 1000] {
+                let q = all.clone().top(n);
+                assert_usage_equals_raw(pool, &q).await;
+                assert_top_of(&every, &query::usage(pool, &q).await.unwrap(), n, &q);
+            }
         }
     }
+}
+
+/// A usage row's bucket, key and `others` flag.
+type Slot<'a> = (DateTime<Utc>, Option<&'a str>, bool);
+/// A usage row's calls, prompt tokens and cost.
+type Sums = (i64, i64, rust_decimal::Decimal);
+
+/// Asserts `top` (a query with the top `n` keys) is `every` (the same query with every key)
+/// with the keys outside the `n` of highest cost (then calls, then byte order) summed into
+/// one `others` row per bucket.
+fn assert_top_of(every: &[Usage], top: &[Usage], n: usize, q: &UsageQuery) {
+    use std::collections::BTreeMap;
+    let mut totals: BTreeMap<&str, (rust_decimal::Decimal, i64)> = BTreeMap::new();
+    for u in every {
+        if let Some(k) = u.key.as_deref() {
+            let t = totals.entry(k).or_default();
+            t.0 += u.cost_usd;
+            t.1 += u.calls;
+        }
+    }
+    let mut ranked: Vec<(&str, (rust_decimal::Decimal, i64))> = totals.into_iter().collect();
+    ranked.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    let chosen: Vec<&str> = ranked.iter().take(n).map(|(k, _)| *k).collect();
+    let mut expected: BTreeMap<Slot<'_>, Sums> = BTreeMap::new();
+    for u in every {
+        let (key, others) = match u.key.as_deref() {
+            Some(k) if chosen.contains(&k) => (Some(k), false),
+            Some(_) => (None, true),
+            None => (None, false),
+        };
+        let e = expected.entry((u.bucket, key, others)).or_default();
+        e.0 += u.calls;
+        e.1 += u.prompt_tokens;
+        e.2 += u.cost_usd;
+    }
+    let got: BTreeMap<_, _> = top
+        .iter()
+        .map(|u| {
+            (
+                (u.bucket, u.key.as_deref(), u.others),
+                (u.calls, u.prompt_tokens, u.cost_usd),
+            )
+        })
+        .collect();
+    assert_eq!(got, expected, "{q:?}");
+    assert!(
+        top.iter()
+            .filter(|u| u.key.is_some())
+            .map(|u| u.key.as_deref())
+            .collect::<std::collections::BTreeSet<_>>()
+            .len()
+            <= n,
+        "{q:?}"
+    );
 }
 
 /// Asserts the stored rollups equal a recomputation of every hour from scratch.
@@ -239,6 +297,7 @@ async fn usage_through_the_rollups_equals_the_raw_rows_and_follows_a_dropped_par
         bucket: Bucket::Day,
         from: h,
         to: h + TimeDelta::hours(2),
+        top: None,
     };
     let fast = query::usage(&db.pool, &q).await.unwrap();
     let raw = query::usage_raw(&db.pool, &q).await.unwrap();

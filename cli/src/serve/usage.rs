@@ -16,12 +16,18 @@ use super::format::{self, cost, ms, num};
 use super::traces::since_param;
 use super::{AppState, page};
 
-/// Keys drawn in the charts (the most called); the table has every key.
+/// Keys drawn in the charts (the most called of those the table has).
 const MAX_SERIES: usize = 8;
+/// Keys with rows of their own in the table unless `top` says otherwise: the ones with the
+/// highest cost; the others are summed in one row per bucket. The query reads only these, so
+/// a range with thousands of users stays a page of a few rows per bucket.
+const DEFAULT_TOP: usize = 10;
+/// The most `top` may ask for.
+const MAX_TOP: usize = 1000;
 const W: f64 = 640.0;
 const H: f64 = 150.0;
 
-/// `?by=model|kb|user&bucket=hour|day|week&since=24h`.
+/// `?by=model|kb|user|span_type&bucket=hour|day|week&since=24h&top=10`.
 #[derive(Debug, Deserialize)]
 pub struct UsageParams {
     #[serde(default)]
@@ -30,6 +36,8 @@ pub struct UsageParams {
     bucket: Option<String>,
     #[serde(default)]
     since: Option<String>,
+    #[serde(default)]
+    top: Option<String>,
 }
 
 /// The page.
@@ -64,6 +72,14 @@ pub async fn page(
         "week" => Bucket::Week,
         _ => return Err(WebError::BadRequest("bucket is hour, day or week".into())),
     };
+    let top = match p.top.as_deref().filter(|s| !s.is_empty()) {
+        None => DEFAULT_TOP,
+        Some(t) => t
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=MAX_TOP).contains(n))
+            .ok_or_else(|| WebError::BadRequest(format!("top is a number from 1 to {MAX_TOP}")))?,
+    };
     let rows = query::usage(
         &state.pool,
         &UsageQuery {
@@ -71,6 +87,7 @@ pub async fn page(
             bucket,
             from,
             to: now,
+            top: Some(top),
         },
     )
     .await?;
@@ -84,6 +101,7 @@ pub async fn page(
                 @for v in ["hour", "day", "week"] { option value=(v) selected[v == bucket_s] { (v) } }
             } }
             label { "Since " input name="since" value=(since) placeholder="24h, 30d or a time"; }
+            label { "Top " input name="top" type="number" min="1" max=(MAX_TOP) value=(top); }
             button type="submit" { "Show" }
         }
         @if rows.is_empty() {
@@ -100,7 +118,7 @@ pub async fn page(
                     @for r in &rows {
                         tr {
                             td.t { (format::time(r.bucket)) }
-                            td { (format::cut(r.key.as_deref().unwrap_or("(none)"), 120).0) }
+                            td { (format::cut(key_of(r), 120).0) }
                             td.n { (num(Some(r.calls))) }
                             td.n { (num(Some(r.prompt_tokens))) }
                             td.n { (num(Some(r.completion_tokens))) }
@@ -117,8 +135,13 @@ pub async fn page(
     Ok(page::layout("Usage", "usage", content))
 }
 
+/// A row's key as shown: the key, or what stands in for it.
 fn key_of(r: &Usage) -> &str {
-    r.key.as_deref().unwrap_or("(none)")
+    match (&r.key, r.others) {
+        (Some(k), _) => k,
+        (None, true) => "(other keys)",
+        (None, false) => "(none)",
+    }
 }
 
 fn charts(rows: &[Usage]) -> Markup {
