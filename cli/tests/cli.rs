@@ -466,3 +466,47 @@ async fn show_lists_a_traces_scores_and_stats_aggregates_them() {
         "{by_user}"
     );
 }
+
+/// `stats --top N` gives the N users of highest cost lines of their own and sums the others.
+#[tokio::test]
+async fn stats_top_keeps_the_costliest_users_and_sums_the_others() {
+    let db = fresh_db().await;
+    let (p, guard) = Builder::new(&db.url).build().unwrap();
+    let users: Vec<Uuid> = (0..3).map(|_| Uuid::now_v7()).collect();
+    for (i, user) in users.iter().enumerate() {
+        let ctx = TraceContext::new().with_user(*user);
+        p.start_trace(&ctx, "POST /chat", OperationType::Chat, None);
+        // Users 0, 1 and 2 cost 1, 2 and 3 dollars.
+        let totals = TraceTotals {
+            total_cost_usd: Some(rust_decimal::Decimal::from(i as i64 + 1)),
+            ..TraceTotals::default()
+        };
+        p.end_trace(&ctx, Outcome::success(), totals);
+    }
+    assert!(guard.flush(FLUSH));
+    let out = stdout(&cli(
+        &db.url,
+        &[
+            "stats", "--by", "user", "--bucket", "day", "--top", "1", "--color", "never",
+        ],
+    ));
+    assert!(out.contains(&users[2].to_string()), "{out}");
+    assert!(
+        !out.contains(&users[0].to_string()) && !out.contains(&users[1].to_string()),
+        "{out}"
+    );
+    let others = out
+        .lines()
+        .find(|l| l.contains("(other keys)"))
+        .unwrap_or_else(|| panic!("{out}"));
+    // bucket (2 words), "(other", "keys)", calls
+    assert_eq!(others.split_whitespace().nth(4), Some("2"), "{others}");
+    let all = stdout(&cli(
+        &db.url,
+        &["stats", "--by", "user", "--top", "0", "--color", "never"],
+    ));
+    assert!(
+        users.iter().all(|u| all.contains(&u.to_string())) && !all.contains("(other keys)"),
+        "{all}"
+    );
+}
