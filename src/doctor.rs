@@ -309,6 +309,8 @@ async fn grants(conn: &mut PgConnection, role: &str, report: &mut Report) {
                   AS drop_partitions, \
                 coalesce(has_function_privilege(to_regprocedure( \
                     'observability.refresh_usage_hour(timestamptz)'), 'EXECUTE'), false) \
+                  AND coalesce(has_function_privilege(to_regprocedure( \
+                    'observability.refresh_usage_day()'), 'EXECUTE'), false) \
                   AS refresh_rollups",
     )
     .bind(&TABLES[..])
@@ -367,17 +369,19 @@ async fn grants(conn: &mut PgConnection, role: &str, report: &mut Report) {
     if g.refresh_rollups {
         report.ok(
             "rollup upkeep",
-            "EXECUTE on observability.refresh_usage_hour",
+            "EXECUTE on observability.refresh_usage_hour and refresh_usage_day",
         );
     } else {
         report.problem(
             "rollup upkeep",
             format!(
-                "role \"{role}\" may not run observability.refresh_usage_hour: the writer cannot \
-                 keep the usage rollups current (usage queries read the raw rows, slower)"
+                "role \"{role}\" may not run observability.refresh_usage_hour or refresh_usage_day: \
+                 the writer cannot keep the usage rollups current (usage queries read the raw \
+                 rows, slower)"
             ),
             format!(
-                "GRANT EXECUTE ON FUNCTION observability.refresh_usage_hour(timestamptz) TO {role}"
+                "GRANT EXECUTE ON FUNCTION observability.refresh_usage_hour(timestamptz), \
+                 observability.refresh_usage_day() TO {role}"
             ),
         );
     }

@@ -1,5 +1,5 @@
-//! Hourly usage rollups: what [`query::usage`](crate::query::usage) reads for whole hours
-//! instead of the raw spans and traces.
+//! Hourly and daily usage rollups: what [`query::usage`](crate::query::usage) reads for whole
+//! hours and days instead of the raw spans and traces.
 //!
 //! `observability.usage_hourly` holds, per hour, the calls, errors, tokens, cost and a latency
 //! histogram of the spans by span type and model, and of the traces by knowledge base and by
@@ -7,7 +7,9 @@
 //! writer's upkeep recomputes each dirty hour from the raw rows once the hour has closed
 //! (every [`REFRESH_EVERY`], a few minutes), replacing the hour's rollup rows whole. Reads use
 //! the rollups only for hours recomputed and not dirty since, so they always equal the raw
-//! rows (see the README, "Usage rollups").
+//! rows (see the README, "Usage rollups"). `observability.usage_daily` merges the 24 hours of
+//! each day once they are all recomputed and clean; a day is read from it only while none of
+//! its hours was recomputed since.
 //!
 //! Rows written around the writer (a bulk `INSERT`, a restore) are not marked: mark their
 //! range with [`mark_range`], then [`refresh`] (or let the upkeep do it).
@@ -28,7 +30,7 @@
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
-use sqlx::{Acquire, PgExecutor, Postgres};
+use sqlx::{Acquire, PgConnection, PgExecutor, Postgres};
 
 /// How often the writer's upkeep recomputes the dirty hours.
 pub const REFRESH_EVERY: Duration = Duration::from_secs(300);
@@ -94,11 +96,14 @@ pub fn histogram_quantile(hist: &[(i16, i64)], p: f64) -> Option<f64> {
 }
 
 /// Recomputes the dirty hours that ended at least [`SETTLE`] before `now`, newest first, at
-/// most `max_hours` of them, each in a transaction of its own; returns how many it did. Safe
-/// to run from several processes at once: each hour is taken by one of them.
+/// most `max_hours` of them, each in a transaction of its own; then merges each day whose 24
+/// hours are recomputed and clean into its daily rollup, if its hours changed since it was
+/// merged (one transaction per day). Returns how many hours it recomputed. Safe to run from
+/// several processes at once: each hour is taken by one of them, days one at a time.
 ///
-/// Needs `EXECUTE` on `observability.refresh_usage_hour` (revoked from `PUBLIC` by the
-/// migration; grant it to the writer's role so its upkeep keeps the rollups current).
+/// Needs `EXECUTE` on `observability.refresh_usage_hour` and `observability.refresh_usage_day`
+/// (revoked from `PUBLIC` by the migrations; grant them to the writer's role so its upkeep
+/// keeps the rollups current).
 pub async fn refresh<'c>(
     db: impl Acquire<'c, Database = Postgres>,
     now: DateTime<Utc>,
@@ -113,6 +118,35 @@ pub async fn refresh<'c>(
                 .fetch_one(&mut *conn)
                 .await?;
         if hour.is_none() {
+            break;
+        }
+        done += 1;
+    }
+    merge_days(&mut conn, max_hours.max(1)).await?;
+    Ok(done)
+}
+
+/// Merges the days whose 24 hours are recomputed and clean and changed since the day was last
+/// merged (or never were) into their daily rollups, newest first, at most `max_days`, one
+/// transaction each; returns how many. [`refresh`] calls it after the hours. Needs `EXECUTE`
+/// on `observability.refresh_usage_day`.
+pub async fn refresh_days<'c>(
+    db: impl Acquire<'c, Database = Postgres>,
+    max_days: usize,
+) -> Result<usize, sqlx::Error> {
+    let mut conn = db.acquire().await?;
+    merge_days(&mut conn, max_days).await
+}
+
+/// [`refresh_days`] on one connection.
+async fn merge_days(conn: &mut PgConnection, max_days: usize) -> Result<usize, sqlx::Error> {
+    let mut done = 0;
+    while done < max_days {
+        let day: Option<DateTime<Utc>> =
+            sqlx::query_scalar("SELECT observability.refresh_usage_day()")
+                .fetch_one(&mut *conn)
+                .await?;
+        if day.is_none() {
             break;
         }
         done += 1;

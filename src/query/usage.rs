@@ -11,7 +11,10 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use rust_decimal::Decimal;
+use sqlx::postgres::PgArguments;
+use sqlx::query::QueryAs;
 use sqlx::{Acquire, AssertSqlSafe, PgConnection, PgExecutor, Postgres};
+use uuid::Uuid;
 
 use crate::rollups;
 
@@ -49,28 +52,49 @@ impl UsageBy {
             UsageBy::User => ("user", "key", "true"),
         }
     }
-
-    /// The SQL type of the key column.
-    fn key_type(self) -> &'static str {
-        match self {
-            UsageBy::Model | UsageBy::SpanType => "text",
-            UsageBy::Kb | UsageBy::User => "uuid",
-        }
-    }
 }
 
 /// The key and `others` expressions of a select list for key column `col`: the key and
-/// `false`, or, with a top list (text[]) in parameter `top`, the key only when it is in the
-/// list, and `true` for the keys outside it (which then group together).
-fn key_exprs(by: UsageBy, col: &str, top: Option<&str>) -> (String, String) {
+/// `false`, or, with the top keys in parameter `top` (an array of the column's type), the key
+/// only when it is among them, and `true` for the keys outside (which then group together).
+fn key_exprs(col: &str, top: Option<&str>) -> (String, String) {
     match top {
         None => (col.to_owned(), "false".to_owned()),
-        Some(top) => {
-            let within = format!("{col} = ANY ({top}::text[]::{}[])", by.key_type());
-            (
-                format!("CASE WHEN {within} THEN {col} END"),
-                format!("({col} IS NOT NULL AND NOT {within})"),
-            )
+        Some(top) => (
+            format!("CASE WHEN {col} = ANY ({top}) THEN {col} END"),
+            format!("({col} IS NOT NULL AND NOT {col} = ANY ({top}))"),
+        ),
+    }
+}
+
+/// The top keys, in the key column's own type: compared with each row without a cast.
+#[derive(Debug)]
+enum Top {
+    Text(Vec<String>),
+    Uuid(Vec<Uuid>),
+}
+
+impl Top {
+    fn new(by: UsageBy, keys: Vec<String>) -> Self {
+        match by {
+            UsageBy::Model | UsageBy::SpanType => Top::Text(keys),
+            // The keys are the text of stored uuids: each parses.
+            UsageBy::Kb | UsageBy::User => Top::Uuid(
+                keys.iter()
+                    .filter_map(|k| Uuid::parse_str(k).ok())
+                    .collect(),
+            ),
+        }
+    }
+
+    /// Binds the keys as the query's next parameter.
+    fn bind<'q, O>(
+        &'q self,
+        q: QueryAs<'q, Postgres, O, PgArguments>,
+    ) -> QueryAs<'q, Postgres, O, PgArguments> {
+        match self {
+            Top::Text(v) => q.bind(v),
+            Top::Uuid(v) => q.bind(v),
         }
     }
 }
@@ -190,22 +214,54 @@ pub async fn usage<'c>(
 ) -> Result<Vec<Usage>, sqlx::Error> {
     let mut conn = db.acquire().await?;
     let conn: &mut PgConnection = &mut conn;
+    // Whole days from the daily rollups, when the buckets are days or weeks (a UTC day lies in
+    // one of each).
+    let days = if matches!(q.bucket, Bucket::Day | Bucket::Week) {
+        covered_days(&mut *conn, q.from, q.to).await?
+    } else {
+        Vec::new()
+    };
     // By user, an hour's rollup holds about one trace per user: on 10M spans reading it was
-    // slower than the raw traces (150 ms against 116 ms over 24 h), so users read the raw rows.
-    let covered = if q.by == UsageBy::User {
+    // slower than the raw traces (150 ms against 116 ms over 24 h), so users read the raw rows
+    // for what the days do not cover.
+    let mut hours = if q.by == UsageBy::User {
         Vec::new()
     } else {
         covered_hours(&mut *conn, q.from, q.to).await?
     };
-    let raw = uncovered(q.from, q.to, &covered);
+    hours.retain(|h| !days.contains(&day_of(*h)));
+    let mut rolled: Vec<DateTime<Utc>> = days
+        .iter()
+        .flat_map(|d| (0..24).map(move |i| *d + TimeDelta::hours(i)))
+        .chain(hours.iter().copied())
+        .collect();
+    rolled.sort_unstable();
+    let raw = uncovered(q.from, q.to, &rolled);
+    let levels = [
+        Level {
+            table: "usage_daily",
+            column: "day",
+            times: &days,
+        },
+        Level {
+            table: "usage_hourly",
+            column: "hour",
+            times: &hours,
+        },
+    ];
     let top = match q.top {
-        Some(n) => Some(top_keys(&mut *conn, q, &covered, &raw, n).await?),
+        Some(n) => Some(Top::new(
+            q.by,
+            top_keys(&mut *conn, q, &levels, &raw, n).await?,
+        )),
         None => None,
     };
-    let top = top.as_deref();
+    let top = top.as_ref();
     let mut acc: BTreeMap<Slot, Acc> = BTreeMap::new();
-    if !covered.is_empty() {
-        rollup_part(&mut *conn, q, &covered, top, &mut acc).await?;
+    for level in &levels {
+        if !level.times.is_empty() {
+            rollup_part(&mut *conn, q, level, top, &mut acc).await?;
+        }
     }
     if !raw.is_empty() {
         raw_part(&mut *conn, q, &raw, top, &mut acc).await?;
@@ -216,34 +272,58 @@ pub async fn usage<'c>(
         .collect())
 }
 
+/// A rollup table, the column of its rows' start times, and the start times a query reads
+/// from it (sorted).
+#[derive(Debug)]
+struct Level<'a> {
+    table: &'static str,
+    column: &'static str,
+    times: &'a [DateTime<Utc>],
+}
+
+/// The UTC day an hour lies in.
+fn day_of(t: DateTime<Utc>) -> DateTime<Utc> {
+    t.duration_trunc(TimeDelta::days(1)).unwrap_or(t)
+}
+
 /// Where a row of the result sums into: its bucket, key and `others` flag (in result order).
 type Slot = (DateTime<Utc>, Key, bool);
 
 /// The `n` keys of the range with the highest cost, then the most calls, then first in byte
-/// order: from the rollups for the `covered` hours and the raw rows for the `raw` ranges.
+/// order: from the rollups for the `levels`' times and the raw rows for the `raw` ranges.
 async fn top_keys(
     conn: &mut PgConnection,
     q: &UsageQuery,
-    covered: &[DateTime<Utc>],
+    levels: &[Level<'_>; 2],
     raw: &[(DateTime<Utc>, DateTime<Utc>)],
     n: usize,
 ) -> Result<Vec<String>, sqlx::Error> {
     let (dim, rcol, rfilter) = q.by.rollup();
     let (table, col, filter, cost) = q.by.raw();
-    // The rollup half always, so that its parameters have types; with no covered hours its
-    // range is NULL and it reads nothing.
-    let mut parts = vec![format!(
-        "SELECT {rcol}::text AS k, sum(cost_usd) AS cost, sum(calls)::numeric AS calls \
-         FROM observability.usage_hourly \
-         WHERE dim = $2 AND {rfilter} AND {rcol} IS NOT NULL AND hour >= $3 AND hour <= $4 \
-         AND hour IN (SELECT unnest($5::timestamptz[])) GROUP BY {rcol}"
-    )];
+    // Both levels always, so that their parameters have types; a level without times has a
+    // NULL range and reads nothing.
+    let mut parts: Vec<String> = levels
+        .iter()
+        .enumerate()
+        .map(|(i, l)| {
+            let (lo, hi, list) = (3 + 3 * i, 4 + 3 * i, 5 + 3 * i);
+            format!(
+                "SELECT {rcol}::text AS k, sum(cost_usd) AS cost, sum(calls)::numeric AS calls \
+                 FROM observability.{t} \
+                 WHERE dim = $2 AND {rfilter} AND {rcol} IS NOT NULL \
+                 AND {c} >= ${lo} AND {c} <= ${hi} \
+                 AND {c} IN (SELECT unnest(${list}::timestamptz[])) GROUP BY {rcol}",
+                t = l.table,
+                c = l.column,
+            )
+        })
+        .collect();
     if !raw.is_empty() {
         parts.push(format!(
             "SELECT {col}::text, coalesce(sum({cost}), 0), count(*)::numeric \
              FROM observability.{table} WHERE {filter} AND {col} IS NOT NULL AND ({}) \
              GROUP BY {col}",
-            within_sql(raw.len(), 6)
+            within_sql(raw.len(), 9)
         ));
     }
     let sql = format!(
@@ -251,13 +331,15 @@ async fn top_keys(
          ORDER BY sum(cost) DESC, sum(calls) DESC, k COLLATE \"C\" LIMIT $1",
         parts.join(" UNION ALL ")
     );
-    let (lo, hi) = (covered.first().copied(), covered.last().copied());
     let mut query = sqlx::query_scalar(AssertSqlSafe(sql))
         .bind(i64::try_from(n).unwrap_or(i64::MAX))
-        .bind(dim)
-        .bind(lo)
-        .bind(hi)
-        .bind(covered);
+        .bind(dim);
+    for l in levels {
+        query = query
+            .bind(l.times.first().copied())
+            .bind(l.times.last().copied())
+            .bind(l.times);
+    }
     for (a, b) in raw {
         query = query.bind(*a).bind(*b);
     }
@@ -404,6 +486,38 @@ async fn covered_hours(
     .await
 }
 
+/// The whole UTC days of `[from, to)` whose daily rollups are current: merged when their 24
+/// hours were recomputed and clean, none of those recomputed or marked dirty since.
+async fn covered_days(
+    conn: &mut PgConnection,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Result<Vec<DateTime<Utc>>, sqlx::Error> {
+    let day = TimeDelta::days(1);
+    let Ok(down) = from.duration_trunc(day) else {
+        return Ok(Vec::new());
+    };
+    let first = if down == from { from } else { down + day };
+    if first + day > to {
+        return Ok(Vec::new());
+    }
+    sqlx::query_scalar(
+        "SELECT d.day FROM observability.usage_rollup_days d \
+         CROSS JOIN LATERAL ( \
+             SELECT count(*) AS n, sum(r.version) AS v FROM observability.usage_rollup_hours r \
+             WHERE r.hour >= d.day AND r.hour < d.day + interval '1 day') h \
+         WHERE d.day >= $1 AND d.day + interval '1 day' <= $2 \
+           AND h.n = 24 AND h.v = d.hours_version \
+           AND NOT EXISTS (SELECT 1 FROM observability.usage_dirty x \
+                           WHERE x.hour >= d.day AND x.hour < d.day + interval '1 day') \
+         ORDER BY d.day",
+    )
+    .bind(first)
+    .bind(to)
+    .fetch_all(conn)
+    .await
+}
+
 /// `[from, to)` less the `covered` hours (sorted): the ranges read from the raw rows.
 fn uncovered(
     from: DateTime<Utc>,
@@ -439,16 +553,21 @@ type RollupSums = (
 /// One rollup row's latency histogram, with its bucket and key.
 type RollupHistogram = (DateTime<Utc>, Option<String>, bool, Vec<i16>, Vec<i64>);
 
-/// Adds the rollup rows of the `covered` hours.
+/// Adds the rollup rows of a level's times.
 async fn rollup_part(
     conn: &mut PgConnection,
     q: &UsageQuery,
-    covered: &[DateTime<Utc>],
-    top: Option<&[String]>,
+    level: &Level<'_>,
+    top: Option<&Top>,
     acc: &mut BTreeMap<Slot, Acc>,
 ) -> Result<(), sqlx::Error> {
     let (dim, col, filter) = q.by.rollup();
-    let (key, others) = key_exprs(q.by, col, top.map(|_| "$6"));
+    let (key, others) = key_exprs(col, top.map(|_| "$6"));
+    let Level {
+        table,
+        column: t,
+        times: covered,
+    } = *level;
     let (Some(&lo), Some(&hi)) = (covered.first(), covered.last()) else {
         return Ok(());
     };
@@ -456,12 +575,12 @@ async fn rollup_part(
     let rows = sqlx::query_as(AssertSqlSafe(format!(
         // Grouped by the key as stored (a uuid hashes faster than its text), cast after.
         "SELECT b, k::text, o, calls, errors, p, c, cost FROM ( \
-             SELECT date_trunc($1, hour, 'UTC') AS b, {key} AS k, {others} AS o, \
+             SELECT date_trunc($1, {t}, 'UTC') AS b, {key} AS k, {others} AS o, \
                     sum(calls)::int8 AS calls, sum(errors)::int8 AS errors, \
                     sum(prompt_tokens) AS p, sum(completion_tokens) AS c, sum(cost_usd) AS cost \
-             FROM observability.usage_hourly \
-             WHERE dim = $2 AND {filter} AND hour >= $3 AND hour <= $4 \
-             AND hour IN (SELECT unnest($5::timestamptz[])) \
+             FROM observability.{table} \
+             WHERE dim = $2 AND {filter} AND {t} >= $3 AND {t} <= $4 \
+             AND {t} IN (SELECT unnest($5::timestamptz[])) \
              GROUP BY 1, 2, 3) s"
     )))
     .bind(q.bucket.as_str())
@@ -470,7 +589,7 @@ async fn rollup_part(
     .bind(hi)
     .bind(covered);
     let rows: Vec<RollupSums> = match top {
-        Some(top) => rows.bind(top),
+        Some(top) => top.bind(rows),
         None => rows,
     }
     .fetch_all(&mut *conn)
@@ -487,10 +606,10 @@ async fn rollup_part(
     // The histograms as stored, merged here: most rows hold a few buckets, and merging them
     // in SQL (unnest, then group) cost several times the scan.
     let hist = sqlx::query_as(AssertSqlSafe(format!(
-        "SELECT date_trunc($1, hour, 'UTC'), ({key})::text, {others}, lat_idx, lat_n \
-             FROM observability.usage_hourly \
-             WHERE dim = $2 AND {filter} AND hour >= $3 AND hour <= $4 \
-             AND hour IN (SELECT unnest($5::timestamptz[])) AND lat_idx <> '{{}}'"
+        "SELECT date_trunc($1, {t}, 'UTC'), ({key})::text, {others}, lat_idx, lat_n \
+             FROM observability.{table} \
+             WHERE dim = $2 AND {filter} AND {t} >= $3 AND {t} <= $4 \
+             AND {t} IN (SELECT unnest($5::timestamptz[])) AND lat_idx <> '{{}}'"
     )))
     .bind(q.bucket.as_str())
     .bind(dim)
@@ -498,7 +617,7 @@ async fn rollup_part(
     .bind(hi)
     .bind(covered);
     let hist: Vec<RollupHistogram> = match top {
-        Some(top) => hist.bind(top),
+        Some(top) => top.bind(hist),
         None => hist,
     }
     .fetch_all(&mut *conn)
@@ -518,13 +637,13 @@ async fn raw_part(
     conn: &mut PgConnection,
     q: &UsageQuery,
     ranges: &[(DateTime<Utc>, DateTime<Utc>)],
-    top: Option<&[String]>,
+    top: Option<&Top>,
     acc: &mut BTreeMap<Slot, Acc>,
 ) -> Result<(), sqlx::Error> {
     let (table, col, filter, cost) = q.by.raw();
     // The top list after the ranges' parameters.
     let top_param = format!("${}", 2 + 2 * ranges.len());
-    let (key, others) = key_exprs(q.by, col, top.map(|_| top_param.as_str()));
+    let (key, others) = key_exprs(col, top.map(|_| top_param.as_str()));
     // The ranges as literal conditions (a few: the edges and the current hour, usually), so
     // the planner prunes the partitions outside them.
     let within = within_sql(ranges.len(), 2);
@@ -554,7 +673,7 @@ async fn raw_part(
         query = query.bind(*a).bind(*b);
     }
     if let Some(top) = top {
-        query = query.bind(top);
+        query = top.bind(query);
     }
     let mut mixed = false;
     for (bucket, k, o, calls, errors, p, c, cost, p50, p95) in query.fetch_all(&mut *conn).await? {
@@ -583,7 +702,7 @@ async fn raw_part(
         query = query.bind(*a).bind(*b);
     }
     if let Some(top) = top {
-        query = query.bind(top);
+        query = top.bind(query);
     }
     for (bucket, k, o, b, n) in query.fetch_all(&mut *conn).await? {
         let a = acc.entry((bucket, Key(k), o)).or_default();

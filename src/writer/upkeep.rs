@@ -174,6 +174,20 @@ fn refresh_rollups(
             }
             hours += one;
         }
+        // Then the days the hours completed (`refresh` merged one at most).
+        while started.elapsed() < ROLLUP_BUDGET {
+            let one = tokio::time::timeout(TIMEOUT, async {
+                match &mut *conn {
+                    Some(c) => rollups::refresh_days(&mut *c, 1).await,
+                    None => Ok(0),
+                }
+            })
+            .await
+            .unwrap_or(Err(sqlx::Error::PoolTimedOut))?;
+            if one == 0 {
+                break;
+            }
+        }
         Ok::<_, sqlx::Error>(hours)
     });
     match result {
@@ -196,7 +210,7 @@ fn refresh_rollups(
                     error = %e,
                     "tracing-postgres: cannot refresh the usage rollups (usage queries read \
                      the raw rows meanwhile); grant EXECUTE on \
-                     observability.refresh_usage_hour to this role"
+                     observability.refresh_usage_hour and refresh_usage_day to this role"
                 );
                 *last_warning = Some(Instant::now());
             }

@@ -13,13 +13,14 @@ use tracing_postgres::partitions::{self, Partition};
 use tracing_postgres::*;
 
 const FLUSH: Duration = Duration::from_secs(30);
-const TABLES: [&str; 6] = [
+const TABLES: [&str; 7] = [
     "traces",
     "spans",
     "chat_messages",
     "document_events",
     "scores",
     "usage_hourly",
+    "usage_daily",
 ];
 const DAY_MS: f64 = 86_400_000.0;
 

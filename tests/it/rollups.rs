@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use common::{Cluster, fresh_db, fresh_db_on};
-use sqlx::PgPool;
+use sqlx::{AssertSqlSafe, PgPool};
 use tracing_postgres::query::{self, Bucket, Usage, UsageBy, UsageQuery};
 use tracing_postgres::*;
 use uuid::Uuid;
@@ -156,9 +156,12 @@ async fn assert_rollups_exact(pool: &PgPool) {
     rollups::refresh(&mut *c, later(), usize::MAX)
         .await
         .unwrap();
+    rollups::refresh_days(&mut *c, usize::MAX).await.unwrap();
     sqlx::raw_sql(
         "CREATE TEMP TABLE kept AS SELECT * FROM observability.usage_hourly; \
-         DELETE FROM observability.usage_hourly; DELETE FROM observability.usage_rollup_hours",
+         CREATE TEMP TABLE kept_daily AS SELECT * FROM observability.usage_daily; \
+         DELETE FROM observability.usage_hourly; DELETE FROM observability.usage_rollup_hours; \
+         DELETE FROM observability.usage_daily; DELETE FROM observability.usage_rollup_days",
     )
     .execute(&mut *c)
     .await
@@ -169,26 +172,33 @@ async fn assert_rollups_exact(pool: &PgPool) {
     rollups::refresh(&mut *c, later(), usize::MAX)
         .await
         .unwrap();
-    let diff: (i64, i64, i64) = sqlx::query_as(
-        "SELECT (SELECT count(*) FROM (SELECT * FROM kept EXCEPT ALL \
-                 SELECT * FROM observability.usage_hourly) a), \
-                (SELECT count(*) FROM (SELECT * FROM observability.usage_hourly EXCEPT ALL \
-                 SELECT * FROM kept) b), \
-                (SELECT count(*) FROM kept)",
-    )
-    .fetch_one(&mut *c)
-    .await
-    .unwrap();
-    sqlx::query("DROP TABLE kept")
+    rollups::refresh_days(&mut *c, usize::MAX).await.unwrap();
+    for (kept, table) in [("kept", "usage_hourly"), ("kept_daily", "usage_daily")] {
+        let diff: (i64, i64, i64) = sqlx::query_as(AssertSqlSafe(format!(
+            "SELECT (SELECT count(*) FROM (SELECT * FROM {kept} EXCEPT ALL \
+                     SELECT * FROM observability.{table}) a), \
+                    (SELECT count(*) FROM (SELECT * FROM observability.{table} EXCEPT ALL \
+                     SELECT * FROM {kept}) b), \
+                    (SELECT count(*) FROM {kept})"
+        )))
+        .fetch_one(&mut *c)
+        .await
+        .unwrap();
+        assert_eq!(
+            (diff.0, diff.1),
+            (0, 0),
+            "{table}: rollup rows differing from a recomputation"
+        );
+        // Hourly rows always; daily ones once a whole day was seeded.
+        assert!(
+            diff.2 > 0 || table == "usage_daily",
+            "no rollup rows at all"
+        );
+    }
+    sqlx::raw_sql("DROP TABLE kept; DROP TABLE kept_daily")
         .execute(&mut *c)
         .await
         .unwrap();
-    assert_eq!(
-        (diff.0, diff.1),
-        (0, 0),
-        "rollup rows differing from a recomputation"
-    );
-    assert!(diff.2 > 0, "no rollup rows at all");
 }
 
 /// Spans and traces over the `hours` before `end`, written with plain SQL (as a bulk load
@@ -309,6 +319,62 @@ async fn usage_through_the_rollups_equals_the_raw_rows_and_follows_a_dropped_par
     assert_usage_equals_raw(&db.pool, &q).await;
     refresh_all(&db.pool).await;
     assert_usage_equals_raw(&db.pool, &q).await;
+
+    // Whole days are read from the daily rollups: corrupt one, and a month by day shows it.
+    let day = (end - TimeDelta::hours(24))
+        .duration_trunc(TimeDelta::days(1))
+        .unwrap();
+    let merged: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM observability.usage_rollup_days WHERE day = $1")
+            .bind(day)
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+    assert_eq!(merged, 1, "the day {day} was not merged");
+    let by_day = UsageQuery {
+        by: UsageBy::Kb,
+        bucket: Bucket::Day,
+        from: day - TimeDelta::days(1),
+        to: day + TimeDelta::days(1),
+        top: None,
+    };
+    assert_usage_equals_raw(&db.pool, &by_day).await;
+    sqlx::query(
+        "UPDATE observability.usage_daily SET calls = calls + 1 WHERE day = $1 AND dim = 'kb'",
+    )
+    .bind(day)
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    let fast = query::usage(&db.pool, &by_day).await.unwrap();
+    assert_ne!(fast, query::usage_raw(&db.pool, &by_day).await.unwrap());
+    // An hour of the day recomputed since: the day is read from its hours again at once, and
+    // merged anew by the next refresh.
+    rollups::mark_range(
+        &db.pool,
+        day + TimeDelta::hours(7),
+        day + TimeDelta::hours(8),
+    )
+    .await
+    .unwrap();
+    assert_usage_equals_raw(&db.pool, &by_day).await;
+    rollups::refresh(&db.pool, later(), usize::MAX)
+        .await
+        .unwrap();
+    assert_usage_equals_raw(&db.pool, &by_day).await;
+    let corrupt: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM observability.usage_daily d JOIN observability.usage_hourly h \
+         ON h.hour >= d.day AND h.hour < d.day + interval '1 day' \
+         WHERE d.day = $1 AND d.dim = 'kb' AND h.dim = 'kb' AND d.key IS NOT DISTINCT FROM h.key \
+         GROUP BY d.key, d.calls HAVING d.calls <> sum(h.calls)",
+    )
+    .bind(day)
+    .fetch_optional(&db.pool)
+    .await
+    .unwrap()
+    .unwrap_or(0);
+    assert_eq!(corrupt, 0, "the day was not merged anew");
+    assert_all_equal_raw(&db.pool, from, to).await;
 
     // Retention drops the oldest days' rollups with their rows.
     let cutoff = (end - TimeDelta::hours(36))
