@@ -72,6 +72,20 @@ async fn every_page_answers_200_with_a_csp_that_forbids_inline_script() {
     );
     let doc = get(&srv.base, &format!("/documents/{}", s.document), &[]).body;
     assert!(doc.contains("embedding service timed out") && doc.contains("chunks 40"));
+    // Two models: with top=1 the costlier has its rows, the other is summed as "(other keys)".
+    let usage = get(&srv.base, "/usage?by=model&top=1", &[]).body;
+    let table = &usage[usage.find("id=\"usage-table\"").unwrap()..];
+    assert!(
+        table.contains("gpt-4o-mini") && table.contains("(other keys)"),
+        "{table}"
+    );
+    assert!(!table.contains("text-embedding-3-small"), "{table}");
+    let every = get(&srv.base, "/usage?by=model&top=2", &[]).body;
+    let table = &every[every.find("id=\"usage-table\"").unwrap()..];
+    assert!(
+        table.contains("text-embedding-3-small") && !table.contains("(other keys)"),
+        "{table}"
+    );
 }
 
 #[tokio::test]
@@ -88,6 +102,8 @@ async fn bad_ids_and_parameters_get_pages_with_their_status() {
         ("/?user=x", 400),
         ("/?before=1_2", 400),
         ("/usage?by=color", 400),
+        ("/usage?top=0", 400),
+        ("/usage?top=many", 400),
         ("/nowhere", 404),
         (
             "/traces/0193f0c2-8a4b-7c3d-9e5f-0123456789ab/full?field=x",
