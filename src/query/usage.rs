@@ -214,9 +214,9 @@ pub async fn usage<'c>(
 ) -> Result<Vec<Usage>, sqlx::Error> {
     let mut conn = db.acquire().await?;
     let conn: &mut PgConnection = &mut conn;
-    // Whole days from the daily rollups, when the buckets are days or weeks (a UTC day lies in
-    // one of each).
-    let days = if matches!(q.bucket, Bucket::Day | Bucket::Week) {
+    // Whole days from the daily rollups: for the data when the buckets are days or weeks (a UTC
+    // day lies in one of each), and for ranking the top keys whatever the buckets.
+    let whole_days = if q.top.is_some() || matches!(q.bucket, Bucket::Day | Bucket::Week) {
         covered_days(&mut *conn, q.from, q.to).await?
     } else {
         Vec::new()
@@ -224,36 +224,49 @@ pub async fn usage<'c>(
     // By user, an hour's rollup holds about one trace per user: on 10M spans reading it was
     // slower than the raw traces (150 ms against 116 ms over 24 h), so users read the raw rows
     // for what the days do not cover.
-    let mut hours = if q.by == UsageBy::User {
+    let hours = if q.by == UsageBy::User {
         Vec::new()
     } else {
         covered_hours(&mut *conn, q.from, q.to).await?
     };
-    hours.retain(|h| !days.contains(&day_of(*h)));
-    let mut rolled: Vec<DateTime<Utc>> = days
-        .iter()
-        .flat_map(|d| (0..24).map(move |i| *d + TimeDelta::hours(i)))
-        .chain(hours.iter().copied())
-        .collect();
-    rolled.sort_unstable();
-    let raw = uncovered(q.from, q.to, &rolled);
+    let data_days: &[DateTime<Utc>] = if matches!(q.bucket, Bucket::Day | Bucket::Week) {
+        &whole_days
+    } else {
+        &[]
+    };
+    let (data_hours, raw) = split(q, data_days, &hours);
     let levels = [
         Level {
             table: "usage_daily",
             column: "day",
-            times: &days,
+            times: data_days,
         },
         Level {
             table: "usage_hourly",
             column: "hour",
-            times: &hours,
+            times: &data_hours,
         },
     ];
     let top = match q.top {
-        Some(n) => Some(Top::new(
-            q.by,
-            top_keys(&mut *conn, q, &levels, &raw, n).await?,
-        )),
+        Some(n) => {
+            // Ranked over the coarsest rows that cover the range: the whole days, the other
+            // rolled-up hours, the raw rows for the rest.
+            let (rank_hours, rank_raw) = split(q, &whole_days, &hours);
+            let rank = [
+                Level {
+                    table: "usage_daily",
+                    column: "day",
+                    times: &whole_days,
+                },
+                Level {
+                    table: "usage_hourly",
+                    column: "hour",
+                    times: &rank_hours,
+                },
+            ];
+            let keys = top_keys(&mut *conn, q, &rank, &rank_raw, n).await?;
+            Some(Top::new(q.by, keys))
+        }
         None => None,
     };
     let top = top.as_ref();
@@ -280,6 +293,28 @@ struct Level<'a> {
     column: &'static str,
     times: &'a [DateTime<Utc>],
 }
+
+/// The range of `q` read from `days`, the `hours` outside them, and the raw rows: the hours
+/// to read and the raw ranges.
+fn split(
+    q: &UsageQuery,
+    days: &[DateTime<Utc>],
+    hours: &[DateTime<Utc>],
+) -> (Vec<DateTime<Utc>>, Ranges) {
+    let mut hours = hours.to_vec();
+    hours.retain(|h| !days.contains(&day_of(*h)));
+    let mut rolled: Vec<DateTime<Utc>> = days
+        .iter()
+        .flat_map(|d| (0..24).map(move |i| *d + TimeDelta::hours(i)))
+        .chain(hours.iter().copied())
+        .collect();
+    rolled.sort_unstable();
+    let raw = uncovered(q.from, q.to, &rolled);
+    (hours, raw)
+}
+
+/// Time ranges, `[from, to)` each.
+type Ranges = Vec<(DateTime<Utc>, DateTime<Utc>)>;
 
 /// The UTC day an hour lies in.
 fn day_of(t: DateTime<Utc>) -> DateTime<Utc> {
