@@ -114,7 +114,7 @@ enum Command {
         #[arg(long)]
         dry_run: bool,
     },
-    /// Lists the partitions of the five tables.
+    /// Lists the partitions of the partitioned tables.
     Partitions,
     /// Checks the database for the writer and the readers: server, schema and migrations,
     /// the role's grants, partitions, and a test write rolled back. Exits 1 on any problem.
