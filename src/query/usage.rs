@@ -494,6 +494,13 @@ impl Acc {
     }
 }
 
+/// The start of the first whole `unit` (an hour, a UTC day) inside `[from, to)`, if one fits.
+fn first_whole(from: DateTime<Utc>, to: DateTime<Utc>, unit: TimeDelta) -> Option<DateTime<Utc>> {
+    let down = from.duration_trunc(unit).ok()?;
+    let first = if down == from { from } else { down + unit };
+    (first + unit <= to).then_some(first)
+}
+
 /// The whole hours of `[from, to)` whose rollups are current: recomputed, and not marked
 /// dirty since.
 async fn covered_hours(
@@ -501,14 +508,9 @@ async fn covered_hours(
     from: DateTime<Utc>,
     to: DateTime<Utc>,
 ) -> Result<Vec<DateTime<Utc>>, sqlx::Error> {
-    let hour = TimeDelta::hours(1);
-    let Ok(down) = from.duration_trunc(hour) else {
+    let Some(first) = first_whole(from, to, TimeDelta::hours(1)) else {
         return Ok(Vec::new());
     };
-    let first = if down == from { from } else { down + hour };
-    if first + hour > to {
-        return Ok(Vec::new());
-    }
     sqlx::query_scalar(
         "SELECT r.hour FROM observability.usage_rollup_hours r \
          WHERE r.hour >= $1 AND r.hour + interval '1 hour' <= $2 \
@@ -528,14 +530,9 @@ async fn covered_days(
     from: DateTime<Utc>,
     to: DateTime<Utc>,
 ) -> Result<Vec<DateTime<Utc>>, sqlx::Error> {
-    let day = TimeDelta::days(1);
-    let Ok(down) = from.duration_trunc(day) else {
+    let Some(first) = first_whole(from, to, TimeDelta::days(1)) else {
         return Ok(Vec::new());
     };
-    let first = if down == from { from } else { down + day };
-    if first + day > to {
-        return Ok(Vec::new());
-    }
     sqlx::query_scalar(
         "SELECT d.day FROM observability.usage_rollup_days d \
          CROSS JOIN LATERAL ( \
@@ -776,6 +773,17 @@ mod tests {
         assert_eq!(r, vec![(from, t(11)), (t(13), t(14)), (t(15), to)]);
         assert_eq!(uncovered(t(1), t(3), &[t(1), t(2)]), vec![]);
         assert_eq!(uncovered(t(1), t(3), &[]), vec![(t(1), t(3))]);
+    }
+
+    #[test]
+    fn the_first_whole_unit_starts_on_its_boundary_and_must_fit() {
+        let hour = TimeDelta::hours(1);
+        assert_eq!(first_whole(t(3), t(4), hour), Some(t(3)));
+        let late = t(3) + TimeDelta::minutes(1);
+        assert_eq!(first_whole(late, t(5), hour), Some(t(4)));
+        assert_eq!(first_whole(late, t(4) + TimeDelta::minutes(59), hour), None);
+        assert_eq!(first_whole(t(1), t(48), TimeDelta::days(1)), Some(t(24)));
+        assert_eq!(first_whole(t(1), t(47), TimeDelta::days(1)), None);
     }
 
     #[test]
