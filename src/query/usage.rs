@@ -604,16 +604,18 @@ async fn rollup_part(
         return Ok(());
     };
     // The range as well as the list: the range prunes partitions, the list picks the hours.
+    let rows_of = format!(
+        "FROM observability.{table} \
+         WHERE dim = $2 AND {filter} AND {t} >= $3 AND {t} <= $4 \
+         AND {t} IN (SELECT unnest($5::timestamptz[]))"
+    );
     let rows = sqlx::query_as(AssertSqlSafe(format!(
         // Grouped by the key as stored (a uuid hashes faster than its text), cast after.
         "SELECT b, k::text, o, calls, errors, p, c, cost FROM ( \
              SELECT date_trunc($1, {t}, 'UTC') AS b, {key} AS k, {others} AS o, \
                     sum(calls)::int8 AS calls, sum(errors)::int8 AS errors, \
                     sum(prompt_tokens) AS p, sum(completion_tokens) AS c, sum(cost_usd) AS cost \
-             FROM observability.{table} \
-             WHERE dim = $2 AND {filter} AND {t} >= $3 AND {t} <= $4 \
-             AND {t} IN (SELECT unnest($5::timestamptz[])) \
-             GROUP BY 1, 2, 3) s"
+             {rows_of} GROUP BY 1, 2, 3) s"
     )))
     .bind(q.bucket.as_str())
     .bind(dim)
@@ -639,9 +641,7 @@ async fn rollup_part(
     // in SQL (unnest, then group) cost several times the scan.
     let hist = sqlx::query_as(AssertSqlSafe(format!(
         "SELECT date_trunc($1, {t}, 'UTC'), ({key})::text, {others}, lat_idx, lat_n \
-             FROM observability.{table} \
-             WHERE dim = $2 AND {filter} AND {t} >= $3 AND {t} <= $4 \
-             AND {t} IN (SELECT unnest($5::timestamptz[])) AND lat_idx <> '{{}}'"
+             {rows_of} AND lat_idx <> '{{}}'"
     )))
     .bind(q.bucket.as_str())
     .bind(dim)
