@@ -261,12 +261,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .max_connections(1)
         .connect(&admin)
         .await?;
-    admin_pool
-        .execute(AssertSqlSafe(format!("DROP DATABASE IF EXISTS {db}")))
-        .await?;
-    admin_pool
-        .execute(AssertSqlSafe(format!("CREATE DATABASE {db}")))
-        .await?;
+    // REUSE_DB: measure the database a KEEP_DB run left (already pruned to 27 days), after
+    // migrating it, without loading it again: for iterating on the queries.
+    let reuse = std::env::var("REUSE_DB").is_ok();
+    if !reuse {
+        admin_pool
+            .execute(AssertSqlSafe(format!("DROP DATABASE IF EXISTS {db}")))
+            .await?;
+        admin_pool
+            .execute(AssertSqlSafe(format!("CREATE DATABASE {db}")))
+            .await?;
+    }
     let url = match admin.rsplit_once('/') {
         Some((base, _)) => format!("{base}/{db}"),
         None => return Err("DATABASE_URL has no database name".into()),
@@ -276,49 +281,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .connect(&url)
         .await?;
     tracing_postgres::migrate(&pool).await?;
-    pool.execute(SETUP).await?;
-
-    // 30 days up to now, one partition a day (and the days ahead migrate made).
-    let now = Utc::now();
-    let base = now - TimeDelta::days(DAYS);
-    partitions::create(&pool, base, now, PartitionStep::Day).await?;
-    let step_s = (DAYS * 86_400) as f64 / traces as f64;
-
-    println!(
-        "loading {traces} traces, {} spans over {DAYS} days ...",
-        traces * SPANS_PER_TRACE
-    );
-    let load = Instant::now();
-    let chunks: Vec<(i64, i64)> = (0..traces)
-        .step_by(CHUNK as usize)
-        .map(|lo| (lo, (lo + CHUNK).min(traces)))
-        .collect();
-    let next = Arc::new(Mutex::new(chunks.into_iter()));
-    let mut workers = Vec::new();
-    for _ in 0..2 {
-        let (pool, next) = (pool.clone(), Arc::clone(&next));
-        workers.push(tokio::spawn(async move {
-            loop {
-                let chunk = next.lock().ok().and_then(|mut it| it.next());
-                let Some((lo, hi)) = chunk else { break };
-                for sql in [TRACES, SPANS, CHATS, DOCS] {
-                    sqlx::query(sql)
-                        .bind(lo)
-                        .bind(hi)
-                        .bind(base)
-                        .bind(step_s)
-                        .execute(&pool)
-                        .await?;
-                }
-            }
-            Ok::<_, sqlx::Error>(())
-        }));
-    }
-    for w in workers {
-        w.await??;
-    }
-    let load_s = load.elapsed().as_secs_f64();
-    pool.execute("VACUUM ANALYZE").await?;
+    let Loaded {
+        load_s,
+        rollup_s,
+        rollup_rows,
+    } = if reuse {
+        Loaded::default()
+    } else {
+        pool.execute(SETUP).await?;
+        load(&pool, traces).await?
+    };
     let counts: Vec<i64> = {
         let mut v = Vec::new();
         for t in ["traces", "spans", "chat_messages", "document_events"] {
@@ -339,19 +311,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!(
         "loaded in {load_s:.0} s (+ vacuum analyze): {} traces, {} spans, {} chat messages, {} document events; {size}",
         counts[0], counts[1], counts[2], counts[3]
-    );
-
-    // The usage rollups of the loaded rows (written with plain SQL, so not marked by a writer),
-    // as the upkeep would build them: every closed hour.
-    let roll = Instant::now();
-    let marked = rollups::mark_range(&pool, base - TimeDelta::days(1), Utc::now()).await?;
-    let rolled = rollups::refresh(&pool, Utc::now(), usize::MAX).await?;
-    let rollup_s = roll.elapsed().as_secs_f64();
-    let rollup_rows: i64 = sqlx::query_scalar("SELECT count(*) FROM observability.usage_hourly")
-        .fetch_one(&pool)
-        .await?;
-    println!(
-        "usage rollups: {marked} hours marked, {rolled} rolled up into {rollup_rows} rows in {rollup_s:.1} s"
     );
 
     // Arguments: sampled trace ids, sessions, documents, users, kbs.
@@ -702,6 +661,84 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .await?;
     }
     Ok(())
+}
+
+/// Loads `traces` traces (and their spans, chat messages, document events) over the 30 days
+/// up to now, and builds their usage rollups as the upkeep would.
+async fn load(pool: &sqlx::PgPool, traces: i64) -> Result<Loaded, Box<dyn std::error::Error>> {
+    // 30 days up to now, one partition a day (and the days ahead migrate made).
+    let now = Utc::now();
+    let base = now - TimeDelta::days(DAYS);
+    partitions::create(pool, base, now, PartitionStep::Day).await?;
+    let step_s = (DAYS * 86_400) as f64 / traces as f64;
+
+    println!(
+        "loading {traces} traces, {} spans over {DAYS} days ...",
+        traces * SPANS_PER_TRACE
+    );
+    let load = Instant::now();
+    let chunks: Vec<(i64, i64)> = (0..traces)
+        .step_by(CHUNK as usize)
+        .map(|lo| (lo, (lo + CHUNK).min(traces)))
+        .collect();
+    let next = Arc::new(Mutex::new(chunks.into_iter()));
+    let mut workers = Vec::new();
+    for _ in 0..2 {
+        let (pool, next) = (pool.clone(), Arc::clone(&next));
+        workers.push(tokio::spawn(async move {
+            loop {
+                let chunk = next.lock().ok().and_then(|mut it| it.next());
+                let Some((lo, hi)) = chunk else { break };
+                for sql in [TRACES, SPANS, CHATS, DOCS] {
+                    sqlx::query(sql)
+                        .bind(lo)
+                        .bind(hi)
+                        .bind(base)
+                        .bind(step_s)
+                        .execute(&pool)
+                        .await?;
+                }
+            }
+            Ok::<_, sqlx::Error>(())
+        }));
+    }
+    for w in workers {
+        w.await??;
+    }
+    let load_s = load.elapsed().as_secs_f64();
+    pool.execute("VACUUM ANALYZE").await?;
+    // The usage rollups of the loaded rows (written with plain SQL, so not marked by a writer),
+    // as the upkeep would build them: every closed hour.
+    let roll = Instant::now();
+    let marked = rollups::mark_range(pool, base - TimeDelta::days(1), Utc::now()).await?;
+    let rolled = rollups::refresh(pool, Utc::now(), usize::MAX).await?;
+    let rollup_s = roll.elapsed().as_secs_f64();
+    let rollup_rows: i64 = sqlx::query_scalar("SELECT count(*) FROM observability.usage_hourly")
+        .fetch_one(pool)
+        .await?;
+    println!(
+        "usage rollups: {marked} hours marked, {rolled} rolled up into {rollup_rows} rows in {rollup_s:.1} s"
+    );
+    // Statistics for the rollups, as autovacuum would gather them on a live database, and
+    // the load's dirty pages written out: measured queries neither plan blind nor wait on
+    // a checkpoint's writes.
+    pool.execute("VACUUM ANALYZE observability.usage_hourly, observability.usage_daily")
+        .await?;
+    pool.execute("CHECKPOINT").await?;
+
+    Ok(Loaded {
+        load_s,
+        rollup_s,
+        rollup_rows,
+    })
+}
+
+/// How long loading and building the rollups took, and the rollup rows built.
+#[derive(Default)]
+struct Loaded {
+    load_s: f64,
+    rollup_s: f64,
+    rollup_rows: i64,
 }
 
 /// The web viewer (`tracing-postgres serve`) as a child process, and page timings over plain

@@ -99,19 +99,31 @@ impl Top {
     }
 }
 
-/// `(started_at >= $a AND started_at < $b) OR ...` for `ranges`, numbering the parameters
-/// from `first`.
-fn within_sql(ranges: usize, first: usize) -> String {
+/// `(col >= $a AND col < $b) OR ...` for `ranges` ranges of column `col`, numbering the
+/// parameters from `first`. Literal ranges, so that the planner prunes the partitions outside
+/// them and reads each through the time index.
+fn within_sql(col: &str, ranges: usize, first: usize) -> String {
     (0..ranges)
         .map(|i| {
             format!(
-                "(started_at >= ${} AND started_at < ${})",
+                "({col} >= ${} AND {col} < ${})",
                 first + 2 * i,
                 first + 2 * i + 1
             )
         })
         .collect::<Vec<_>>()
         .join(" OR ")
+}
+
+/// Binds the bounds of `ranges` as the query's next parameters.
+fn bind_ranges<'q, O>(
+    mut q: QueryAs<'q, Postgres, O, PgArguments>,
+    ranges: &[(DateTime<Utc>, DateTime<Utc>)],
+) -> QueryAs<'q, Postgres, O, PgArguments> {
+    for (a, b) in ranges {
+        q = q.bind(*a).bind(*b);
+    }
+    q
 }
 
 /// The length of a time bucket.
@@ -221,10 +233,11 @@ pub async fn usage<'c>(
     } else {
         Vec::new()
     };
-    // By user, an hour's rollup holds about one trace per user: on 10M spans reading it was
-    // slower than the raw traces (150 ms against 116 ms over 24 h), so users read the raw rows
-    // for what the days do not cover.
-    let hours = if q.by == UsageBy::User {
+    // By user, an hour's rollup holds about one trace per user: on 10M spans reading every
+    // user's rows was slower than the raw traces (150 ms against 116 ms over 24 h), so users
+    // read the raw rows for what the days do not cover, unless only the top users' rows are
+    // read (see `rollup_part`).
+    let hours = if q.by == UsageBy::User && q.top.is_none() {
         Vec::new()
     } else {
         covered_hours(&mut *conn, q.from, q.to).await?
@@ -235,35 +248,13 @@ pub async fn usage<'c>(
         &[]
     };
     let (data_hours, raw) = split(q, data_days, &hours);
-    let levels = [
-        Level {
-            table: "usage_daily",
-            column: "day",
-            times: data_days,
-        },
-        Level {
-            table: "usage_hourly",
-            column: "hour",
-            times: &data_hours,
-        },
-    ];
+    let levels = [Level::days(data_days), Level::hours(&data_hours)];
     let top = match q.top {
         Some(n) => {
             // Ranked over the coarsest rows that cover the range: the whole days, the other
             // rolled-up hours, the raw rows for the rest.
             let (rank_hours, rank_raw) = split(q, &whole_days, &hours);
-            let rank = [
-                Level {
-                    table: "usage_daily",
-                    column: "day",
-                    times: &whole_days,
-                },
-                Level {
-                    table: "usage_hourly",
-                    column: "hour",
-                    times: &rank_hours,
-                },
-            ];
+            let rank = [Level::days(&whole_days), Level::hours(&rank_hours)];
             let keys = top_keys(&mut *conn, q, &rank, &rank_raw, n).await?;
             Some(Top::new(q.by, keys))
         }
@@ -281,6 +272,8 @@ pub async fn usage<'c>(
     }
     Ok(acc
         .into_iter()
+        // A bucket whose other keys' row came out of a subtraction as nothing has none.
+        .filter(|(_, a)| a.calls > 0)
         .map(|((bucket, key, others), a)| a.finish(bucket, key.0, others))
         .collect())
 }
@@ -292,6 +285,41 @@ struct Level<'a> {
     table: &'static str,
     column: &'static str,
     times: &'a [DateTime<Utc>],
+    /// The time a row covers (an hour, a day).
+    unit: TimeDelta,
+}
+
+impl<'a> Level<'a> {
+    fn days(times: &'a [DateTime<Utc>]) -> Self {
+        Level {
+            table: "usage_daily",
+            column: "day",
+            times,
+            unit: TimeDelta::days(1),
+        }
+    }
+
+    fn hours(times: &'a [DateTime<Utc>]) -> Self {
+        Level {
+            table: "usage_hourly",
+            column: "hour",
+            times,
+            unit: TimeDelta::hours(1),
+        }
+    }
+
+    /// The level's times as ranges of consecutive ones: read through the time index, where
+    /// `[first, last]` with a list would read (and throw away) every row in between.
+    fn ranges(&self) -> Ranges {
+        let mut out: Ranges = Vec::new();
+        for &t in self.times {
+            match out.last_mut() {
+                Some((_, end)) if *end == t => *end = t + self.unit,
+                _ => out.push((t, t + self.unit)),
+            }
+        }
+        out
+    }
 }
 
 /// The range of `q` read from `days`, the `hours` outside them, and the raw rows: the hours
@@ -335,50 +363,45 @@ async fn top_keys(
 ) -> Result<Vec<String>, sqlx::Error> {
     let (dim, rcol, rfilter) = q.by.rollup();
     let (table, col, filter, cost) = q.by.raw();
-    // Both levels always, so that their parameters have types; a level without times has a
-    // NULL range and reads nothing.
-    let mut parts: Vec<String> = levels
-        .iter()
-        .enumerate()
-        .map(|(i, l)| {
-            let (lo, hi, list) = (3 + 3 * i, 4 + 3 * i, 5 + 3 * i);
-            format!(
-                "SELECT {rcol}::text AS k, sum(cost_usd) AS cost, sum(calls)::numeric AS calls \
-                 FROM observability.{t} \
-                 WHERE dim = $2 AND {rfilter} AND {rcol} IS NOT NULL \
-                 AND {c} >= ${lo} AND {c} <= ${hi} \
-                 AND {c} IN (SELECT unnest(${list}::timestamptz[])) GROUP BY {rcol}",
-                t = l.table,
-                c = l.column,
-            )
-        })
-        .collect();
+    // Each level's ranges, then the raw ones, numbered after the limit and the dim.
+    let mut ranges: Ranges = Vec::new();
+    let mut parts: Vec<String> = Vec::new();
+    for l in levels {
+        let r = l.ranges();
+        if r.is_empty() {
+            continue;
+        }
+        parts.push(format!(
+            "SELECT {rcol}::text AS k, sum(cost_usd) AS cost, sum(calls)::numeric AS calls \
+             FROM observability.{t} \
+             WHERE dim = $2 AND {rfilter} AND {rcol} IS NOT NULL AND ({within}) GROUP BY {rcol}",
+            t = l.table,
+            within = within_sql(l.column, r.len(), 3 + 2 * ranges.len()),
+        ));
+        ranges.extend(r);
+    }
     if !raw.is_empty() {
         parts.push(format!(
-            "SELECT {col}::text, coalesce(sum({cost}), 0), count(*)::numeric \
+            "SELECT {col}::text AS k, coalesce(sum({cost}), 0) AS cost, count(*)::numeric AS calls \
              FROM observability.{table} WHERE {filter} AND {col} IS NOT NULL AND ({}) \
              GROUP BY {col}",
-            within_sql(raw.len(), 9)
+            within_sql("started_at", raw.len(), 3 + 2 * ranges.len())
         ));
+        ranges.extend_from_slice(raw);
+    }
+    if parts.is_empty() {
+        return Ok(Vec::new());
     }
     let sql = format!(
         "SELECT k FROM ({}) x GROUP BY k \
          ORDER BY sum(cost) DESC, sum(calls) DESC, k COLLATE \"C\" LIMIT $1",
         parts.join(" UNION ALL ")
     );
-    let mut query = sqlx::query_scalar(AssertSqlSafe(sql))
+    let query = sqlx::query_as::<_, (String,)>(AssertSqlSafe(sql))
         .bind(i64::try_from(n).unwrap_or(i64::MAX))
         .bind(dim);
-    for l in levels {
-        query = query
-            .bind(l.times.first().copied())
-            .bind(l.times.last().copied())
-            .bind(l.times);
-    }
-    for (a, b) in raw {
-        query = query.bind(*a).bind(*b);
-    }
-    query.fetch_all(conn).await
+    let keys = bind_ranges(query, &ranges).fetch_all(conn).await?;
+    Ok(keys.into_iter().map(|(k,)| k).collect())
 }
 
 /// Usage as [`usage`] gives it, from the raw spans and traces only (never the rollups), with
@@ -463,12 +486,22 @@ struct Acc {
 }
 
 impl Acc {
+    /// Adds (`sign` 1) or takes away (`sign` -1) a row's sums.
+    fn add(&mut self, sign: i64, calls: i64, errors: i64, p: i128, c: i128, cost: Decimal) {
+        self.calls = self.calls.saturating_add(sign.saturating_mul(calls));
+        self.errors = self.errors.saturating_add(sign.saturating_mul(errors));
+        self.prompt += i128::from(sign) * p;
+        self.completion += i128::from(sign) * c;
+        self.cost += Decimal::from(sign) * cost;
+    }
+
     fn finish(self, bucket: DateTime<Utc>, key: Option<String>, others: bool) -> Usage {
         let sat = |v: i128| i64::try_from(v.clamp(0, i128::from(i64::MAX))).unwrap_or(i64::MAX);
         let (p50_ms, p95_ms) = match self.exact {
             Some(exact) if !self.from_rollups => exact,
             _ => {
-                let hist: Vec<(i16, i64)> = self.hist.into_iter().collect();
+                // Buckets emptied by a subtraction (the other keys') hold nothing.
+                let hist: Vec<(i16, i64)> = self.hist.into_iter().filter(|&(_, n)| n > 0).collect();
                 (
                     rollups::histogram_quantile(&hist, 0.5),
                     rollups::histogram_quantile(&hist, 0.95),
@@ -586,6 +619,11 @@ type RollupSums = (
 type RollupHistogram = (DateTime<Utc>, Option<String>, bool, Vec<i16>, Vec<i64>);
 
 /// Adds the rollup rows of a level's times.
+///
+/// With top keys by knowledge base or user, the row of the other keys is not summed from
+/// their rows (ten thousand users' rows an hour, histograms and all) but taken as the
+/// level's `total` rows (every trace) less the top keys' rows and those without a key:
+/// counts, tokens, cost and histogram counts subtract exactly.
 async fn rollup_part(
     conn: &mut PgConnection,
     q: &UsageQuery,
@@ -594,20 +632,31 @@ async fn rollup_part(
     acc: &mut BTreeMap<Slot, Acc>,
 ) -> Result<(), sqlx::Error> {
     let (dim, col, filter) = q.by.rollup();
-    let (key, others) = key_exprs(col, top.map(|_| "$6"));
-    let Level {
-        table,
-        column: t,
-        times: covered,
-    } = *level;
-    let (Some(&lo), Some(&hi)) = (covered.first(), covered.last()) else {
+    let ranges = level.ranges();
+    if ranges.is_empty() {
         return Ok(());
+    }
+    // The top keys after the ranges.
+    let top_param = format!("${}", 3 + 2 * ranges.len());
+    let subtract = top.is_some() && matches!(q.by, UsageBy::Kb | UsageBy::User);
+    // The rows read, their key and whether they count for the others: with `subtract`, the
+    // top keys', the keyless and the totals (flagged, to be less the others).
+    let (rows_filter, key, others) = if subtract {
+        (
+            format!(
+                "((dim = $2 AND ({col} = ANY ({top_param}) OR {col} IS NULL)) OR dim = 'total')"
+            ),
+            col.to_owned(),
+            "(dim = 'total')".to_owned(),
+        )
+    } else {
+        let (key, others) = key_exprs(col, top.map(|_| top_param.as_str()));
+        (format!("dim = $2 AND {filter}"), key, others)
     };
-    // The range as well as the list: the range prunes partitions, the list picks the hours.
+    let (table, t) = (level.table, level.column);
     let rows_of = format!(
-        "FROM observability.{table} \
-         WHERE dim = $2 AND {filter} AND {t} >= $3 AND {t} <= $4 \
-         AND {t} IN (SELECT unnest($5::timestamptz[]))"
+        "FROM observability.{table} WHERE {rows_filter} AND ({})",
+        within_sql(t, ranges.len(), 3)
     );
     let rows = sqlx::query_as(AssertSqlSafe(format!(
         // Grouped by the key as stored (a uuid hashes faster than its text), cast after.
@@ -618,10 +667,8 @@ async fn rollup_part(
              {rows_of} GROUP BY 1, 2, 3) s"
     )))
     .bind(q.bucket.as_str())
-    .bind(dim)
-    .bind(lo)
-    .bind(hi)
-    .bind(covered);
+    .bind(dim);
+    let rows = bind_ranges(rows, &ranges);
     let rows: Vec<RollupSums> = match top {
         Some(top) => top.bind(rows),
         None => rows,
@@ -629,12 +676,14 @@ async fn rollup_part(
     .fetch_all(&mut *conn)
     .await?;
     for (bucket, k, o, calls, errors, p, c, cost) in rows {
+        let (p, c) = (decimal_i128(p), decimal_i128(c));
+        if subtract && !o {
+            let a = acc.entry((bucket, Key(None), true)).or_default();
+            a.add(-1, calls, errors, p, c, cost);
+            a.from_rollups = true;
+        }
         let a = acc.entry((bucket, Key(k), o)).or_default();
-        a.calls += calls;
-        a.errors += errors;
-        a.prompt += decimal_i128(p);
-        a.completion += decimal_i128(c);
-        a.cost += cost;
+        a.add(1, calls, errors, p, c, cost);
         a.from_rollups = true;
     }
     // The histograms as stored, merged here: most rows hold a few buckets, and merging them
@@ -644,10 +693,8 @@ async fn rollup_part(
              {rows_of} AND lat_idx <> '{{}}'"
     )))
     .bind(q.bucket.as_str())
-    .bind(dim)
-    .bind(lo)
-    .bind(hi)
-    .bind(covered);
+    .bind(dim);
+    let hist = bind_ranges(hist, &ranges);
     let hist: Vec<RollupHistogram> = match top {
         Some(top) => top.bind(hist),
         None => hist,
@@ -655,6 +702,12 @@ async fn rollup_part(
     .fetch_all(&mut *conn)
     .await?;
     for (bucket, k, o, idx, n) in hist {
+        if subtract && !o {
+            let h = &mut acc.entry((bucket, Key(None), true)).or_default().hist;
+            for (b, n) in idx.iter().zip(&n) {
+                *h.entry(*b).or_default() -= n;
+            }
+        }
         let h = &mut acc.entry((bucket, Key(k), o)).or_default().hist;
         for (b, n) in idx.into_iter().zip(n) {
             *h.entry(b).or_default() += n;
@@ -678,7 +731,7 @@ async fn raw_part(
     let (key, others) = key_exprs(col, top.map(|_| top_param.as_str()));
     // The ranges as literal conditions (a few: the edges and the current hour, usually), so
     // the planner prunes the partitions outside them.
-    let within = within_sql(ranges.len(), 2);
+    let within = within_sql("started_at", ranges.len(), 2);
     let sums = format!(
         "SELECT date_trunc($1, started_at, 'UTC'), ({key})::text, {others}, count(*), \
                 count(*) FILTER (WHERE status = 'error'), \
@@ -700,10 +753,8 @@ async fn raw_part(
         Option<f64>,
         Option<f64>,
     );
-    let mut query = sqlx::query_as::<_, SumRow>(AssertSqlSafe(sums)).bind(q.bucket.as_str());
-    for (a, b) in ranges {
-        query = query.bind(*a).bind(*b);
-    }
+    let query = sqlx::query_as::<_, SumRow>(AssertSqlSafe(sums)).bind(q.bucket.as_str());
+    let mut query = bind_ranges(query, ranges);
     if let Some(top) = top {
         query = top.bind(query);
     }
@@ -711,11 +762,7 @@ async fn raw_part(
     for (bucket, k, o, calls, errors, p, c, cost, p50, p95) in query.fetch_all(&mut *conn).await? {
         let a = acc.entry((bucket, Key(k), o)).or_default();
         mixed |= a.from_rollups;
-        a.calls += calls;
-        a.errors += errors;
-        a.prompt += decimal_i128(p);
-        a.completion += decimal_i128(c);
-        a.cost += cost;
+        a.add(1, calls, errors, decimal_i128(p), decimal_i128(c), cost);
         a.exact = Some((p50, p95));
     }
     if !mixed {
@@ -727,12 +774,10 @@ async fn raw_part(
          FROM observability.{table} \
          WHERE {filter} AND duration_ms IS NOT NULL AND ({within}) GROUP BY 1, 2, 3, 4"
     );
-    let mut query =
+    let query =
         sqlx::query_as::<_, (DateTime<Utc>, Option<String>, bool, i16, i64)>(AssertSqlSafe(hist))
             .bind(q.bucket.as_str());
-    for (a, b) in ranges {
-        query = query.bind(*a).bind(*b);
-    }
+    let mut query = bind_ranges(query, ranges);
     if let Some(top) = top {
         query = top.bind(query);
     }

@@ -399,6 +399,31 @@ async fn usage_through_the_rollups_equals_the_raw_rows_and_follows_a_dropped_par
     assert_eq!(old, 0);
     assert_all_equal_raw(&db.pool, from, to).await;
     assert_rollups_exact(&db.pool).await;
+
+    // A cut inside a day drops none of its partitions, so it keeps its hours' marks: the hours
+    // before the cut stay read from their rollups, and a dirty one stays dirty (its stale
+    // rollup is not read again).
+    let stale = cutoff + TimeDelta::hours(2);
+    sqlx::query(
+        "UPDATE observability.usage_hourly SET calls = calls + 1 WHERE hour = $1 AND dim = 'kb'",
+    )
+    .bind(stale)
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    rollups::mark_range(&db.pool, stale, stale + TimeDelta::hours(1))
+        .await
+        .unwrap();
+    let covered = covered_hours(&db.pool).await;
+    let report = partitions::prune_before(&db.pool, cutoff + TimeDelta::hours(6), false)
+        .await
+        .unwrap();
+    assert!(report.partitions.is_empty(), "{report:?}");
+    assert_eq!(covered_hours(&db.pool).await, covered);
+    assert_all_equal_raw(&db.pool, cutoff, cutoff + TimeDelta::hours(6)).await;
+    refresh_all(&db.pool).await;
+    assert_all_equal_raw(&db.pool, from, to).await;
+    assert_rollups_exact(&db.pool).await;
 }
 
 fn llm(model: &str, ms: f64, tokens: i64) -> LlmCall {
@@ -549,4 +574,46 @@ async fn rollups_stay_exact_through_start_down_restart_retries_and_a_refused_row
     .await
     .unwrap();
     assert_eq!(calls, 3 * 90);
+}
+
+/// Rollups kept before the totals migration get their `total` rows from it (hours and days),
+/// equal to a recomputation, and the top keys' queries over them equal the raw rows.
+#[tokio::test]
+async fn rollups_kept_before_the_totals_migration_get_their_totals() {
+    let db = common::empty_db().await;
+    let mut before = sqlx::migrate::Migrator::with_migrations(
+        MIGRATOR
+            .iter()
+            .filter(|m| m.version < 20261207000005)
+            .cloned()
+            .collect(),
+    );
+    before.create_schema("observability");
+    before.dangerous_set_table_name(tracing_postgres::migrations::HISTORY_TABLE);
+    before.run(&db.pool).await.unwrap();
+    let end = Utc::now() - TimeDelta::hours(1);
+    seed(&db.pool, end, 60).await;
+    rollups::mark_range(&db.pool, end - TimeDelta::hours(61), end)
+        .await
+        .unwrap();
+    refresh_all(&db.pool).await;
+    migrate(&db.pool).await.unwrap();
+    // Every hour and day with kb rows has its total, which sums them.
+    for (table, col) in [("usage_hourly", "hour"), ("usage_daily", "day")] {
+        let (times, totals, wrong): (i64, i64, i64) = sqlx::query_as(AssertSqlSafe(format!(
+            "SELECT (SELECT count(DISTINCT {col}) FROM observability.{table} WHERE dim = 'kb'), \
+                    (SELECT count(*) FROM observability.{table} WHERE dim = 'total'), \
+                    (SELECT count(*) FROM observability.{table} t WHERE dim = 'total' AND \
+                     ROW(calls, cost_usd) IS DISTINCT FROM \
+                     (SELECT ROW(sum(calls)::int8, sum(cost_usd)) FROM observability.{table} k \
+                      WHERE k.dim = 'kb' AND k.{col} = t.{col}))"
+        )))
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+        assert!(times > 0, "{table}: nothing rolled up");
+        assert_eq!((totals, wrong), (times, 0), "{table}");
+    }
+    assert_all_equal_raw(&db.pool, end - TimeDelta::hours(60), end).await;
+    assert_rollups_exact(&db.pool).await;
 }
