@@ -6,6 +6,10 @@
 //! written since their rollup) from the raw rows. Counts, tokens, cost and error rates are the
 //! same either way; a percentile of a bucket that used the rollups is read from their latency
 //! histograms, within 1% of the exact one.
+//!
+//! With [`UsageQuery::top`], the other keys' row of a rolled-up bucket by knowledge base or
+//! user is the bucket's total (every trace) less the top keys and the traces without a key,
+//! so only the top keys' rollup rows are read.
 
 use std::collections::BTreeMap;
 
@@ -363,7 +367,10 @@ async fn top_keys(
 ) -> Result<Vec<String>, sqlx::Error> {
     let (dim, rcol, rfilter) = q.by.rollup();
     let (table, col, filter, cost) = q.by.raw();
-    // Each level's ranges, then the raw ones, numbered after the limit and the dim.
+    // Each level's ranges, then the raw ones, numbered after the limit and the dim. The rows
+    // of every part are summed in one grouping by the key as stored: grouped part by part,
+    // the parts ran one per worker and the month of daily rows on one core (170 against
+    // 130 ms for users over 30 days).
     let mut ranges: Ranges = Vec::new();
     let mut parts: Vec<String> = Vec::new();
     for l in levels {
@@ -372,9 +379,9 @@ async fn top_keys(
             continue;
         }
         parts.push(format!(
-            "SELECT {rcol}::text AS k, sum(cost_usd) AS cost, sum(calls)::numeric AS calls \
+            "SELECT {rcol} AS k, cost_usd AS cost, calls \
              FROM observability.{t} \
-             WHERE dim = $2 AND {rfilter} AND {rcol} IS NOT NULL AND ({within}) GROUP BY {rcol}",
+             WHERE dim = $2 AND {rfilter} AND {rcol} IS NOT NULL AND ({within})",
             t = l.table,
             within = within_sql(l.column, r.len(), 3 + 2 * ranges.len()),
         ));
@@ -382,9 +389,8 @@ async fn top_keys(
     }
     if !raw.is_empty() {
         parts.push(format!(
-            "SELECT {col}::text AS k, coalesce(sum({cost}), 0) AS cost, count(*)::numeric AS calls \
-             FROM observability.{table} WHERE {filter} AND {col} IS NOT NULL AND ({}) \
-             GROUP BY {col}",
+            "SELECT {col} AS k, coalesce({cost}, 0) AS cost, 1::int8 AS calls \
+             FROM observability.{table} WHERE {filter} AND {col} IS NOT NULL AND ({})",
             within_sql("started_at", raw.len(), 3 + 2 * ranges.len())
         ));
         ranges.extend_from_slice(raw);
@@ -393,8 +399,8 @@ async fn top_keys(
         return Ok(Vec::new());
     }
     let sql = format!(
-        "SELECT k FROM ({}) x GROUP BY k \
-         ORDER BY sum(cost) DESC, sum(calls) DESC, k COLLATE \"C\" LIMIT $1",
+        "SELECT k::text FROM ({}) x GROUP BY k \
+         ORDER BY sum(cost) DESC, sum(calls) DESC, k::text COLLATE \"C\" LIMIT $1",
         parts.join(" UNION ALL ")
     );
     let query = sqlx::query_as::<_, (String,)>(AssertSqlSafe(sql))

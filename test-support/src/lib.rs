@@ -120,6 +120,23 @@ pub async fn empty_db() -> TestDb {
     empty_db_on(&admin_url()).await
 }
 
+/// A database of its own for one test, with the schema as the migrations before `version`
+/// left it: for testing what a migration does to a schema that had data before it.
+pub async fn db_migrated_before(version: i64) -> TestDb {
+    let db = empty_db().await;
+    let mut before = sqlx::migrate::Migrator::with_migrations(
+        tracing_postgres::MIGRATOR
+            .iter()
+            .filter(|m| m.version < version)
+            .cloned()
+            .collect(),
+    );
+    before.create_schema("observability");
+    before.dangerous_set_table_name(tracing_postgres::migrations::HISTORY_TABLE);
+    before.run(&db.pool).await.expect("migrate");
+    db
+}
+
 async fn empty_db_on(admin: &str) -> TestDb {
     let name = format!("tpg_test_{}", uuid::Uuid::now_v7().simple());
     let admin_pool = PgPoolOptions::new()

@@ -648,17 +648,7 @@ async fn the_type_index_leaves_out_internal_spans_and_still_serves_lookups_of_a_
 /// or new, gets the new span indexes.
 #[tokio::test]
 async fn an_existing_schema_keeps_its_w3c_ids_and_gets_the_new_span_indexes() {
-    let db = common::empty_db().await;
-    let mut before = sqlx::migrate::Migrator::with_migrations(
-        MIGRATOR
-            .iter()
-            .filter(|m| m.version < 20261129000001)
-            .cloned()
-            .collect(),
-    );
-    before.create_schema("observability");
-    before.dangerous_set_table_name(tracing_postgres::migrations::HISTORY_TABLE);
-    before.run(&db.pool).await.unwrap();
+    let db = common::db_migrated_before(20261129000001).await;
     partitions::create_ahead(&db.pool, &PartitionPolicy::default())
         .await
         .unwrap();

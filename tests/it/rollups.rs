@@ -580,17 +580,7 @@ async fn rollups_stay_exact_through_start_down_restart_retries_and_a_refused_row
 /// equal to a recomputation, and the top keys' queries over them equal the raw rows.
 #[tokio::test]
 async fn rollups_kept_before_the_totals_migration_get_their_totals() {
-    let db = common::empty_db().await;
-    let mut before = sqlx::migrate::Migrator::with_migrations(
-        MIGRATOR
-            .iter()
-            .filter(|m| m.version < 20261207000005)
-            .cloned()
-            .collect(),
-    );
-    before.create_schema("observability");
-    before.dangerous_set_table_name(tracing_postgres::migrations::HISTORY_TABLE);
-    before.run(&db.pool).await.unwrap();
+    let db = common::db_migrated_before(20261207000005).await;
     let end = Utc::now() - TimeDelta::hours(1);
     seed(&db.pool, end, 60).await;
     rollups::mark_range(&db.pool, end - TimeDelta::hours(61), end)

@@ -639,17 +639,7 @@ async fn scores_have_partitions_ahead_and_are_pruned_with_them() {
 /// writes scores without an operator's new grant.
 #[tokio::test]
 async fn a_writer_granted_before_the_migration_can_write_scores_after_it() {
-    let db = common::empty_db().await;
-    let mut before = sqlx::migrate::Migrator::with_migrations(
-        MIGRATOR
-            .iter()
-            .filter(|m| m.version < 20261207000001)
-            .cloned()
-            .collect(),
-    );
-    before.create_schema("observability");
-    before.dangerous_set_table_name(tracing_postgres::migrations::HISTORY_TABLE);
-    before.run(&db.pool).await.unwrap();
+    let db = common::db_migrated_before(20261207000001).await;
     let role = format!("tpg_writer_{}", &db.name[db.name.len() - 12..]);
     for sql in [
         format!("CREATE ROLE {role} LOGIN"),
