@@ -501,6 +501,14 @@ impl Acc {
         self.cost += Decimal::from(sign) * cost;
     }
 
+    /// Adds (`sign` 1) or takes away (`sign` -1) a rollup row's histogram.
+    fn add_histogram(&mut self, sign: i64, idx: &[i16], n: &[i64]) {
+        for (b, n) in idx.iter().zip(n) {
+            let e = self.hist.entry(*b).or_default();
+            *e = e.saturating_add(sign.saturating_mul(*n));
+        }
+    }
+
     fn finish(self, bucket: DateTime<Utc>, key: Option<String>, others: bool) -> Usage {
         let sat = |v: i128| i64::try_from(v.clamp(0, i128::from(i64::MAX))).unwrap_or(i64::MAX);
         let (p50_ms, p95_ms) = match self.exact {
@@ -709,15 +717,13 @@ async fn rollup_part(
     .await?;
     for (bucket, k, o, idx, n) in hist {
         if subtract && !o {
-            let h = &mut acc.entry((bucket, Key(None), true)).or_default().hist;
-            for (b, n) in idx.iter().zip(&n) {
-                *h.entry(*b).or_default() -= n;
-            }
+            acc.entry((bucket, Key(None), true))
+                .or_default()
+                .add_histogram(-1, &idx, &n);
         }
-        let h = &mut acc.entry((bucket, Key(k), o)).or_default().hist;
-        for (b, n) in idx.into_iter().zip(n) {
-            *h.entry(b).or_default() += n;
-        }
+        acc.entry((bucket, Key(k), o))
+            .or_default()
+            .add_histogram(1, &idx, &n);
     }
     Ok(())
 }
