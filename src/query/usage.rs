@@ -13,7 +13,7 @@
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, DurationRound, TimeDelta, Utc};
+use chrono::{DateTime, Datelike, DurationRound, TimeDelta, Utc};
 use rust_decimal::Decimal;
 use sqlx::postgres::PgArguments;
 use sqlx::query::QueryAs;
@@ -255,10 +255,27 @@ pub async fn usage<'c>(
     let levels = [Level::days(data_days), Level::hours(&data_hours)];
     let top = match q.top {
         Some(n) => {
-            // Ranked over the coarsest rows that cover the range: the whole days, the other
-            // rolled-up hours, the raw rows for the rest.
+            // Ranked over the coarsest rows that cover the range: the whole weeks (see
+            // below), the other whole days, the other rolled-up hours, the raw rows for the
+            // rest.
             let (rank_hours, rank_raw) = split(q, &whole_days, &hours);
-            let rank = [Level::days(&whole_days), Level::hours(&rank_hours)];
+            // By knowledge base or user, whole weeks from the weekly ranking rows: a month of
+            // users is 40,000 rows there against 300,000 daily ones.
+            let weeks = if matches!(q.by, UsageBy::Kb | UsageBy::User) {
+                covered_weeks(&mut *conn, &whole_days).await?
+            } else {
+                Vec::new()
+            };
+            let rank_days: Vec<DateTime<Utc>> = whole_days
+                .iter()
+                .copied()
+                .filter(|d| !weeks.contains(&week_of(*d)))
+                .collect();
+            let rank = [
+                Level::weeks(&weeks),
+                Level::days(&rank_days),
+                Level::hours(&rank_hours),
+            ];
             let keys = top_keys(&mut *conn, q, &rank, &rank_raw, n).await?;
             Some(Top::new(q.by, keys))
         }
@@ -294,6 +311,16 @@ struct Level<'a> {
 }
 
 impl<'a> Level<'a> {
+    /// Weekly ranking rows: only a key's cost and calls (see `top_keys`).
+    fn weeks(times: &'a [DateTime<Utc>]) -> Self {
+        Level {
+            table: "usage_weekly",
+            column: "week",
+            times,
+            unit: TimeDelta::days(7),
+        }
+    }
+
     fn days(times: &'a [DateTime<Utc>]) -> Self {
         Level {
             table: "usage_daily",
@@ -353,6 +380,20 @@ fn day_of(t: DateTime<Utc>) -> DateTime<Utc> {
     t.duration_trunc(TimeDelta::days(1)).unwrap_or(t)
 }
 
+/// The UTC week (from Monday) a time lies in, as the weekly rollups' `date_trunc('week', ..)`.
+fn week_of(t: DateTime<Utc>) -> DateTime<Utc> {
+    let day = day_of(t);
+    day - TimeDelta::days(i64::from(day.weekday().num_days_from_monday()))
+}
+
+/// The weeks whose 7 days are all in `days` (sorted): the candidates for the weekly rows.
+fn whole_weeks(days: &[DateTime<Utc>]) -> Vec<DateTime<Utc>> {
+    let mut weeks: Vec<DateTime<Utc>> = days.iter().map(|d| week_of(*d)).collect();
+    weeks.dedup();
+    weeks.retain(|w| (0..7).all(|i| days.binary_search(&(*w + TimeDelta::days(i))).is_ok()));
+    weeks
+}
+
 /// Where a row of the result sums into: its bucket, key and `others` flag (in result order).
 type Slot = (DateTime<Utc>, Key, bool);
 
@@ -361,7 +402,7 @@ type Slot = (DateTime<Utc>, Key, bool);
 async fn top_keys(
     conn: &mut PgConnection,
     q: &UsageQuery,
-    levels: &[Level<'_>; 2],
+    levels: &[Level<'_>],
     raw: &[(DateTime<Utc>, DateTime<Utc>)],
     n: usize,
 ) -> Result<Vec<String>, sqlx::Error> {
@@ -597,6 +638,29 @@ async fn covered_days(
     .await
 }
 
+/// The weeks of `days` (the current whole days of a range, sorted) whose weekly ranking rows
+/// are current: merged from those 7 days as they are now, by the sum of their versions.
+async fn covered_weeks(
+    conn: &mut PgConnection,
+    days: &[DateTime<Utc>],
+) -> Result<Vec<DateTime<Utc>>, sqlx::Error> {
+    let candidates = whole_weeks(days);
+    if candidates.is_empty() {
+        return Ok(candidates);
+    }
+    sqlx::query_scalar(
+        "SELECT w.week FROM observability.usage_rollup_weeks w \
+         WHERE w.week = ANY ($1) \
+           AND w.days_version = (SELECT sum(d.hours_version) \
+                                 FROM observability.usage_rollup_days d \
+                                 WHERE d.day >= w.week AND d.day < w.week + interval '7 days') \
+         ORDER BY w.week",
+    )
+    .bind(candidates)
+    .fetch_all(conn)
+    .await
+}
+
 /// `[from, to)` less the `covered` hours (sorted): the ranges read from the raw rows.
 fn uncovered(
     from: DateTime<Utc>,
@@ -816,6 +880,7 @@ fn decimal_i128(d: Decimal) -> i128 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chrono::TimeZone;
 
     fn t(h: i64) -> DateTime<Utc> {
         DateTime::from_timestamp(h * 3600, 0).unwrap_or_default()
@@ -830,6 +895,28 @@ mod tests {
         assert_eq!(r, vec![(from, t(11)), (t(13), t(14)), (t(15), to)]);
         assert_eq!(uncovered(t(1), t(3), &[t(1), t(2)]), vec![]);
         assert_eq!(uncovered(t(1), t(3), &[]), vec![(t(1), t(3))]);
+    }
+
+    #[test]
+    fn weeks_start_on_monday_and_are_whole_only_with_their_seven_days() {
+        let day = |y, m, d| Utc.with_ymd_and_hms(y, m, d, 0, 0, 0).unwrap();
+        // 2026-12-07 is a Monday.
+        let monday = day(2026, 12, 7);
+        assert_eq!(week_of(monday), monday);
+        assert_eq!(week_of(day(2026, 12, 13) + TimeDelta::hours(23)), monday);
+        assert_eq!(week_of(day(2026, 12, 6)), day(2026, 11, 30));
+        let days: Vec<_> = (0..20)
+            .map(|i| day(2026, 11, 29) + TimeDelta::days(i))
+            .collect();
+        // Sunday 29 Nov to Thursday 17 Dec: the weeks of 30 Nov and 7 Dec.
+        assert_eq!(whole_weeks(&days), vec![day(2026, 11, 30), monday]);
+        let gap: Vec<_> = days
+            .iter()
+            .copied()
+            .filter(|d| *d != day(2026, 12, 9))
+            .collect();
+        assert_eq!(whole_weeks(&gap), vec![day(2026, 11, 30)]);
+        assert!(whole_weeks(&days[2..8]).is_empty());
     }
 
     #[test]

@@ -160,8 +160,10 @@ async fn assert_rollups_exact(pool: &PgPool) {
     sqlx::raw_sql(
         "CREATE TEMP TABLE kept AS SELECT * FROM observability.usage_hourly; \
          CREATE TEMP TABLE kept_daily AS SELECT * FROM observability.usage_daily; \
+         CREATE TEMP TABLE kept_weekly AS SELECT * FROM observability.usage_weekly; \
          DELETE FROM observability.usage_hourly; DELETE FROM observability.usage_rollup_hours; \
-         DELETE FROM observability.usage_daily; DELETE FROM observability.usage_rollup_days",
+         DELETE FROM observability.usage_daily; DELETE FROM observability.usage_rollup_days; \
+         DELETE FROM observability.usage_weekly; DELETE FROM observability.usage_rollup_weeks",
     )
     .execute(&mut *c)
     .await
@@ -173,7 +175,11 @@ async fn assert_rollups_exact(pool: &PgPool) {
         .await
         .unwrap();
     rollups::refresh_days(&mut *c, usize::MAX).await.unwrap();
-    for (kept, table) in [("kept", "usage_hourly"), ("kept_daily", "usage_daily")] {
+    for (kept, table) in [
+        ("kept", "usage_hourly"),
+        ("kept_daily", "usage_daily"),
+        ("kept_weekly", "usage_weekly"),
+    ] {
         let diff: (i64, i64, i64) = sqlx::query_as(AssertSqlSafe(format!(
             "SELECT (SELECT count(*) FROM (SELECT * FROM {kept} EXCEPT ALL \
                      SELECT * FROM observability.{table}) a), \
@@ -189,13 +195,13 @@ async fn assert_rollups_exact(pool: &PgPool) {
             (0, 0),
             "{table}: rollup rows differing from a recomputation"
         );
-        // Hourly rows always; daily ones once a whole day was seeded.
+        // Hourly rows always; daily and weekly ones once a whole day or week was seeded.
         assert!(
-            diff.2 > 0 || table == "usage_daily",
+            diff.2 > 0 || table != "usage_hourly",
             "no rollup rows at all"
         );
     }
-    sqlx::raw_sql("DROP TABLE kept; DROP TABLE kept_daily")
+    sqlx::raw_sql("DROP TABLE kept; DROP TABLE kept_daily; DROP TABLE kept_weekly")
         .execute(&mut *c)
         .await
         .unwrap();
@@ -606,4 +612,174 @@ async fn rollups_kept_before_the_totals_migration_get_their_totals() {
     }
     assert_all_equal_raw(&db.pool, end - TimeDelta::hours(60), end).await;
     assert_rollups_exact(&db.pool).await;
+}
+
+/// The keys of a usage result, in order (the ranking a top query chose).
+fn keys_of(v: &[Usage]) -> Vec<Option<String>> {
+    v.iter().map(|u| u.key.clone()).collect()
+}
+
+#[tokio::test]
+async fn top_keys_rank_whole_weeks_from_the_weekly_rows_while_they_are_current() {
+    let db = fresh_db().await;
+    // 15 days hold a whole week (Monday to Sunday) whatever day it is.
+    let end = Utc::now() - TimeDelta::hours(1);
+    seed(&db.pool, end, 15 * 24).await;
+    let (from, to) = (end - TimeDelta::days(15), Utc::now());
+    rollups::mark_range(&db.pool, from - TimeDelta::days(1), to)
+        .await
+        .unwrap();
+    refresh_all(&db.pool).await;
+    let weeks: Vec<DateTime<Utc>> =
+        sqlx::query_scalar("SELECT week FROM observability.usage_rollup_weeks ORDER BY week")
+            .fetch_all(&db.pool)
+            .await
+            .unwrap();
+    assert!(!weeks.is_empty(), "no week merged");
+    let week = weeks[0];
+    assert_eq!(
+        week.format("%u %H:%M").to_string(),
+        "1 00:00",
+        "a week starts on Monday"
+    );
+    // The weekly rows are their days' rows summed.
+    let off: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM observability.usage_weekly w FULL JOIN ( \
+             SELECT dim, key, sum(calls) AS calls, sum(cost_usd) AS cost \
+             FROM observability.usage_daily \
+             WHERE dim IN ('kb', 'user') AND key IS NOT NULL \
+               AND day >= $1 AND day < $1 + interval '7 days' GROUP BY 1, 2) d \
+         ON d.dim = w.dim AND d.key = w.key AND w.week = $1 \
+         WHERE (w.week = $1 OR w.week IS NULL) \
+           AND (w.calls IS DISTINCT FROM d.calls OR w.cost_usd IS DISTINCT FROM d.cost)",
+    )
+    .bind(week)
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(off, 0, "weekly rows differ from their days");
+    for by in [UsageBy::Kb, UsageBy::User] {
+        for bucket in [Bucket::Hour, Bucket::Day] {
+            for n in [1, 2] {
+                let q = UsageQuery {
+                    by,
+                    bucket,
+                    from,
+                    to,
+                    top: Some(n),
+                };
+                assert_usage_equals_raw(&db.pool, &q).await;
+            }
+        }
+    }
+
+    // The ranking reads them: make the user ranked last the first of that week, and the top
+    // user of the range changes.
+    let q = UsageQuery {
+        by: UsageBy::User,
+        bucket: Bucket::Day,
+        from,
+        to,
+        top: Some(1),
+    };
+    let raw = query::usage_raw(&db.pool, &q).await.unwrap();
+    let every = query::usage_raw(
+        &db.pool,
+        &UsageQuery {
+            top: None,
+            ..q.clone()
+        },
+    )
+    .await
+    .unwrap();
+    let last = every
+        .iter()
+        .filter_map(|u| u.key.clone())
+        .find(|k| raw.iter().all(|u| u.key.as_ref() != Some(k)))
+        .expect("a user outside the top one");
+    sqlx::query(
+        "UPDATE observability.usage_weekly SET cost_usd = cost_usd + 1000 \
+         WHERE week = $1 AND dim = 'user' AND key = $2::uuid",
+    )
+    .bind(week)
+    .bind(&last)
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    let fast = query::usage(&db.pool, &q).await.unwrap();
+    assert!(
+        fast.iter().any(|u| u.key.as_ref() == Some(&last)),
+        "the weekly rows were not read: {:?}",
+        keys_of(&fast)
+    );
+    // A week whose days' versions moved on (merged from other day rows) is not read.
+    sqlx::query(
+        "UPDATE observability.usage_rollup_weeks SET days_version = days_version - 1 \
+         WHERE week = $1",
+    )
+    .bind(week)
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    assert_usage_equals_raw(&db.pool, &q).await;
+    sqlx::query(
+        "UPDATE observability.usage_rollup_weeks SET days_version = days_version + 1 \
+         WHERE week = $1",
+    )
+    .bind(week)
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    assert_ne!(
+        keys_of(&query::usage(&db.pool, &q).await.unwrap()),
+        keys_of(&raw)
+    );
+    // A dirty hour in the week: its day, so its week, is not read until merged anew; merging
+    // the day merges the week again, from the rows as they are.
+    let hour = week + TimeDelta::hours(50);
+    rollups::mark_range(&db.pool, hour, hour + TimeDelta::hours(1))
+        .await
+        .unwrap();
+    assert_usage_equals_raw(&db.pool, &q).await;
+    refresh_all(&db.pool).await;
+    assert_usage_equals_raw(&db.pool, &q).await;
+    let still: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM observability.usage_weekly \
+         WHERE week = $1 AND dim = 'user' AND key = $2::uuid AND cost_usd >= 1000",
+    )
+    .bind(week)
+    .bind(last.clone())
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(still, 0, "the week was not merged anew");
+    assert_rollups_exact(&db.pool).await;
+
+    // Retention: once the days of the first week are forgotten, the next merge forgets it.
+    partitions::prune_before(&db.pool, week + TimeDelta::days(7), false)
+        .await
+        .unwrap();
+    // The Monday after it: a whole day of the seed, merged again once recomputed.
+    let next = week + TimeDelta::days(7) + TimeDelta::hours(2);
+    rollups::mark_range(&db.pool, next, next + TimeDelta::hours(1))
+        .await
+        .unwrap();
+    refresh_all(&db.pool).await;
+    let kept: i64 = sqlx::query_scalar(
+        "SELECT (SELECT count(*) FROM observability.usage_weekly WHERE week = $1) \
+              + (SELECT count(*) FROM observability.usage_rollup_weeks WHERE week = $1)",
+    )
+    .bind(week)
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(kept, 0, "a pruned week's ranking rows are kept");
+    assert_usage_equals_raw(
+        &db.pool,
+        &UsageQuery {
+            from: week + TimeDelta::days(7),
+            ..q
+        },
+    )
+    .await;
 }
