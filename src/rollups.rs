@@ -9,7 +9,9 @@
 //! the rollups only for hours recomputed and not dirty since, so they always equal the raw
 //! rows (see the README, "Usage rollups"). `observability.usage_daily` merges the 24 hours of
 //! each day once they are all recomputed and clean; a day is read from it only while none of
-//! its hours was recomputed since.
+//! its hours was recomputed since. `observability.usage_weekly` holds only the cost and calls
+//! of each knowledge base and user per UTC week, merged with the week's days, for ranking the
+//! top keys of a long range; a week is read only while its 7 days are.
 //!
 //! Rows written around the writer (a bulk `INSERT`, a restore) are not marked: mark their
 //! range with [`mark_range`], then [`refresh`] (or let the upkeep do it).
