@@ -713,23 +713,18 @@ async fn top_keys_rank_whole_weeks_from_the_weekly_rows_while_they_are_current()
         keys_of(&fast)
     );
     // A week whose days' versions moved on (merged from other day rows) is not read.
-    sqlx::query(
-        "UPDATE observability.usage_rollup_weeks SET days_version = days_version - 1 \
-         WHERE week = $1",
-    )
-    .bind(week)
-    .execute(&db.pool)
-    .await
-    .unwrap();
+    let shift_version = |delta: i64| {
+        sqlx::query(
+            "UPDATE observability.usage_rollup_weeks SET days_version = days_version + $2 \
+             WHERE week = $1",
+        )
+        .bind(week)
+        .bind(delta)
+        .execute(&db.pool)
+    };
+    shift_version(-1).await.unwrap();
     assert_usage_equals_raw(&db.pool, &q).await;
-    sqlx::query(
-        "UPDATE observability.usage_rollup_weeks SET days_version = days_version + 1 \
-         WHERE week = $1",
-    )
-    .bind(week)
-    .execute(&db.pool)
-    .await
-    .unwrap();
+    shift_version(1).await.unwrap();
     assert_ne!(
         keys_of(&query::usage(&db.pool, &q).await.unwrap()),
         keys_of(&raw)
