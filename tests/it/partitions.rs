@@ -731,3 +731,70 @@ async fn an_existing_schema_keeps_its_w3c_ids_and_gets_the_new_span_indexes() {
             .unwrap();
     assert_eq!(trace_id, Some(ids[0].simple().to_string()));
 }
+
+/// A transaction in the writer's order: a span first, its trace last (see
+/// `writer::pg::sink::write_rows`), both for `day`, a day without partitions (so into their
+/// DEFAULT partitions), with a pause between.
+async fn write_like_a_batch(pool: &PgPool, day: DateTime<Utc>) -> Result<(), sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let trace = uuid::Uuid::now_v7();
+    sqlx::query(
+        "INSERT INTO observability.spans (id, trace_id, name, span_type, started_at) \
+         VALUES ($1, $2, 'batch', 'internal', $3)",
+    )
+    .bind(uuid::Uuid::now_v7())
+    .bind(trace)
+    .bind(day)
+    .execute(&mut *tx)
+    .await?;
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    sqlx::query(
+        "INSERT INTO observability.traces (id, name, operation_type, started_at) \
+         VALUES ($1, 'batch', 'chat', $2)",
+    )
+    .bind(trace)
+    .bind(day)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await
+}
+
+#[tokio::test]
+async fn making_partitions_while_batches_write_into_the_defaults_never_deadlocks() {
+    let db = fresh_db().await;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // Batches back-dated to a new day each (their rows wait in the DEFAULT partitions),
+    // one after another, as a writer's connection sends them.
+    let batches = {
+        let (pool, stop) = (db.pool.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut written = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let day = today() - TimeDelta::days(100 + written);
+                write_like_a_batch(&pool, day).await?;
+                written += 1;
+            }
+            Ok::<i64, sqlx::Error>(written)
+        })
+    };
+    // Meanwhile the upkeep makes a day ahead for every table, and the batches' days.
+    for ahead in 0..12 {
+        let day = today() + TimeDelta::days(30 + ahead);
+        partitions::create(&db.pool, day, day, PartitionStep::Day)
+            .await
+            .unwrap_or_else(|e| panic!("upkeep {ahead}: {e}"));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let written = batches.await.unwrap().expect("no batch aborted");
+    assert!(written > 3, "{written}");
+    assert_eq!(count(&db.pool, "spans").await, written);
+    assert_eq!(count(&db.pool, "traces").await, written);
+    // The last batches' rows may still wait in DEFAULT; one more pass moves them.
+    let day = today() + TimeDelta::days(30);
+    partitions::create(&db.pool, day, day, PartitionStep::Day)
+        .await
+        .unwrap();
+    assert_eq!(in_default(&db.pool, "spans").await, 0);
+    assert_eq!(in_default(&db.pool, "traces").await, 0);
+}
