@@ -54,7 +54,8 @@ BEGIN
     step := ('1 ' || p_step)::interval;
     -- One maintainer at a time; a second waits, then finds the work done.
     PERFORM pg_advisory_xact_lock(hashtext('tracing-postgres/partitions'));
-    -- First the pieces no partition covers yet, of every table, before any lock is taken.
+    -- First the pieces no partition covers yet, of every table, only reading (the DEFAULT
+    -- partitions' ACCESS SHARE locks stop no writer).
     FOR t IN SELECT x.table_name FROM observability.partitioned_tables() x LOOP
         col := observability.partition_column(t);
         -- The periods asked for, and those of rows waiting in the default partition.
@@ -122,14 +123,17 @@ BEGIN
     PERFORM set_config('lock_timeout', '5s', true);
     -- Each piece: made as a plain table, filled from the default partition, attached.
     FOR i IN 1 .. array_length(gap_table, 1) LOOP
-        t := gap_table[i];
+        -- A table's pieces are next to each other: its columns are looked up once.
+        IF i = 1 OR gap_table[i] <> t THEN
+            t := gap_table[i];
+            col := observability.partition_column(t);
+            SELECT string_agg(quote_ident(a.attname), ', ' ORDER BY a.attnum) INTO cols
+            FROM pg_attribute a
+            WHERE a.attrelid = format('observability.%I', t)::regclass
+              AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = '';
+        END IF;
         lo := gap_lo[i];
         hi := gap_hi[i];
-        col := observability.partition_column(t);
-        SELECT string_agg(quote_ident(a.attname), ', ' ORDER BY a.attnum) INTO cols
-        FROM pg_attribute a
-        WHERE a.attrelid = format('observability.%I', t)::regclass
-          AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = '';
         name := t || '_p' || to_char(lo, 'YYYYMMDD');
         EXECUTE format(
             'CREATE TABLE observability.%I (LIKE observability.%I INCLUDING DEFAULTS

@@ -761,15 +761,17 @@ async fn write_like_a_batch(pool: &PgPool, day: DateTime<Utc>) -> Result<(), sql
 
 #[tokio::test]
 async fn making_partitions_while_batches_write_into_the_defaults_never_deadlocks() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
     let db = fresh_db().await;
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop = Arc::new(AtomicBool::new(false));
     // Batches back-dated to a new day each (their rows wait in the DEFAULT partitions),
     // one after another, as a writer's connection sends them.
     let batches = {
         let (pool, stop) = (db.pool.clone(), stop.clone());
         tokio::spawn(async move {
             let mut written = 0;
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            while !stop.load(Ordering::Relaxed) {
                 let day = today() - TimeDelta::days(100 + written);
                 write_like_a_batch(&pool, day).await?;
                 written += 1;
@@ -785,7 +787,7 @@ async fn making_partitions_while_batches_write_into_the_defaults_never_deadlocks
             .unwrap_or_else(|e| panic!("upkeep {ahead}: {e}"));
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    stop.store(true, Ordering::Relaxed);
     let written = batches.await.unwrap().expect("no batch aborted");
     assert!(written > 3, "{written}");
     assert_eq!(count(&db.pool, "spans").await, written);
